@@ -115,7 +115,8 @@ class TwoHeadUNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """Return ``dict(heatmap=(B,C,H,W) in [0,1] | None, seg_logits=(B,1,H,W) | None)`` for ``x`` (B,1,H,W)."""
+        """Return ``dict(heatmap=(B,C,H,W) in [0,1] | None, heatmap_logits=(B,C,H,W) | None,
+        seg_logits=(B,1,H,W) | None)`` for ``x`` (B,1,H,W)."""
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"TwoHeadUNet expects a (B, 1, H, W) grey-level batch, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -133,9 +134,11 @@ class TwoHeadUNet(nn.Module):
         x = self.up2(x, s3)
         x = self.up3(x, s2)
         x = self.up4(x, s1)
-        heatmap = torch.sigmoid(self.heatmap_head(x)) if self.heatmap_head is not None else None
+        heatmap_logits = self.heatmap_head(x) if self.heatmap_head is not None else None
+        heatmap = torch.sigmoid(heatmap_logits) if heatmap_logits is not None else None
         seg_logits = self.seg_head(x) if self.seg_head is not None else None
-        return {"heatmap": heatmap, "seg_logits": seg_logits}
+        # heatmap_logits are exposed for the divergence check (exploding pre-activations)
+        return {"heatmap": heatmap, "heatmap_logits": heatmap_logits, "seg_logits": seg_logits}
 
 
 def init_weights(model: nn.Module) -> None:
