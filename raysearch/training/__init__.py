@@ -1,0 +1,1 @@
+"""The plain-PyTorch training loop (no Ray): data preparation, fit, evaluation, checkpoints."""

@@ -1,0 +1,196 @@
+"""The Ray glue of one trial: a Tune function trial that runs a Ray Train ``TorchTrainer``.
+
+This is the Ray 2.60 (Train V2) pattern: Tune schedules *function* trials; each builds a
+``TorchTrainer`` whose train loop is :func:`raysearch.training.loop.fit`, fed by the Ray Data
+stream of :mod:`raysearch.tune.data_stream`.
+
+Two worker modes:
+
+* ``workers_per_trial == 0`` (default on a machine without GPU): ``ScalingConfig(num_workers=0)``
+  runs the train loop in the trial's own process (no worker actors, no 20-45 s start-up per
+  trial); the trial holds the CPU/GPU share and reports with ``ray.tune.report``.
+* ``workers_per_trial >= 1`` (GPU clusters): a Train worker group per trial holds the GPU fractions
+  (``resources_per_worker``), DDP when > 1; metrics reach Tune through ``TuneReportCallback``, and
+  a restored trial resumes from the Train run's last checkpoint (Train V2 auto-resume by run name).
+
+Per-epoch checkpoints hold ``state.pt`` (resume) and ``best.pt``. When a trial ends, rank 0 writes
+its tidy tables and best checkpoint to ``<experiment>/runs/<trial_id>/`` (idempotent per trial).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raysearch import schema
+from raysearch.config import RunConfig
+from raysearch.data.dataset import Dataset
+from raysearch.data.splits import Splits
+from raysearch.tune.spaces import SearchSpace
+
+RUNS_DIR = "runs"
+TRIAL_TABLE = "trial.parquet"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once per trial when ``TrialContext.inject_failure_once`` is set (fault-tolerance tests)."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled parameters (sent once through the object store)."""
+
+    base_config: dict[str, Any]
+    space: SearchSpace
+    experiment_dir: str
+    dataset: Dataset
+    splits: Splits
+    workers_per_trial: int = 0
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    data_timeout_s: float = 600.0
+    inject_failure_once: bool = False
+
+
+def trial_config(ctx: TrialContext, params: dict[str, Any]) -> RunConfig:
+    """Return the full run config of a trial: base config + this trial's sampled overrides."""
+    return RunConfig.from_dict(ctx.base_config).with_overrides(ctx.space.trial_overrides(params))
+
+
+def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
+    """Tune function trainable: build and fit the trial's ``TorchTrainer``."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from raysearch.tune.data_stream import build_train_dataset, data_execution_options
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = trial_config(ctx, params)
+    train_ids = ctx.splits.for_seed(cfg.data.split_seed)["train"]
+    by_id = ctx.dataset.by_id
+    train_records = [by_id[i] for i in train_ids]
+    local = ctx.workers_per_trial == 0
+    loop_config = {"run_config": cfg.to_dict(), "trial_id": trial_id, "local": local,
+                   "dataset": ctx.dataset, "splits": ctx.splits,
+                   "experiment_dir": ctx.experiment_dir, "data_timeout_s": ctx.data_timeout_s,
+                   "inject_failure_once": ctx.inject_failure_once}
+    if local:
+        scaling = ray.train.ScalingConfig(num_workers=0)
+        callbacks = []
+    else:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        resources = {"CPU": ctx.cpus_per_worker}
+        if ctx.gpus_per_worker > 0:
+            resources["GPU"] = ctx.gpus_per_worker
+        scaling = ray.train.ScalingConfig(num_workers=ctx.workers_per_trial, use_gpu=ctx.gpus_per_worker > 0,
+                                          resources_per_worker=resources)
+        callbacks = [TuneReportCallback()]
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if ctx.gpus_per_worker > 0 else "gloo"),
+        scaling_config=scaling,
+        datasets={"train": build_train_dataset(train_records, cfg)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=data_execution_options()),
+        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=str(Path(ctx.experiment_dir) / "train_runs"),
+                                       callbacks=callbacks,
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+    )
+    trainer.fit()
+
+
+class RayReporter:
+    """Forwards ``fit``'s per-epoch reports to Tune (in-process mode) or Train (worker mode)."""
+
+    def __init__(self, local: bool, rank: int) -> None:
+        self.local, self.rank = local, rank
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        import ray.train
+        from ray import tune
+
+        if self.local:
+            ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+            tune.report(metrics, checkpoint=ckpt)
+        else:
+            ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir and self.rank == 0 else None
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _train_loop(loop_config: dict[str, Any]) -> None:
+    """Train loop of one trial (runs in the trial process or in each Train worker)."""
+    import ray.train
+    from ray import tune
+
+    from raysearch.training.loop import fit
+    from raysearch.training.prepare import prepare_data
+    from raysearch.tune.data_stream import EpochBatches
+
+    cfg = RunConfig.from_dict(loop_config["run_config"])
+    local = bool(loop_config["local"])
+    exp_dir = Path(loop_config["experiment_dir"])
+    trial_id = loop_config["trial_id"]
+    run_dir = exp_dir / RUNS_DIR / trial_id
+    if local:
+        rank, world = 0, 1
+        checkpoint = tune.get_checkpoint()
+    else:
+        context = ray.train.get_context()
+        rank, world = context.get_world_rank(), context.get_world_size()
+        checkpoint = ray.train.get_checkpoint()
+    if loop_config.get("inject_failure_once"):
+        marker = run_dir / ".injected-failure"
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("this trial raised once on purpose (fault-tolerance test)\n")
+            raise InjectedFailure(f"trial {trial_id}: injected failure (first attempt)")
+
+    data = prepare_data(cfg, dataset=loop_config["dataset"], splits=loop_config["splits"], include_train=False)
+    shard = ray.train.get_dataset_shard("train")
+    batches = EpochBatches(shard.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2),
+                           cfg.optim.batch_size, timeout_s=float(loop_config["data_timeout_s"]), rank=rank,
+                           world=world, rows_per_epoch=len(data.train.records))
+    wrap = None
+    if world > 1:
+        from ray.train.torch import prepare_model
+
+        wrap = prepare_model
+    reporter = RayReporter(local, rank)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as resume_dir:
+            result = fit(cfg, data, reporter, train_batches=batches, resume_dir=resume_dir, wrap_model=wrap)
+    else:
+        result = fit(cfg, data, reporter, train_batches=batches, wrap_model=wrap)
+    if rank == 0:
+        write_trial_artefacts(run_dir, result, trial_id, data)
+    # one last report carrying the test metrics, so Tune results and the W&B summary hold them
+    final = {**result.history[-1], **result.test_metrics, schema.BEST_EPOCH: float(result.best_epoch)}
+    reporter.report(final, None)
+
+
+def write_trial_artefacts(run_dir: Path, result, trial_id: str, data) -> None:
+    """Write a finished trial's tables, ``best.pt`` and ``config.yaml`` into ``run_dir`` (replacing earlier ones)."""
+    from raysearch.training.checkpoint import save_checkpoint
+    from raysearch.training.results import (history_frame, landmark_frame, segmentation_frame, trial_row,
+                                            write_parquet_atomic)
+
+    import torch  # noqa: F401  (save_checkpoint needs it loaded)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = result.config.data.split_seed
+    if result.best_model is not None:
+        save_checkpoint(run_dir, result.best_model, result.config, result.best_epoch,
+                        {**result.val_metrics, **result.test_metrics})
+    write_parquet_atomic(history_frame(result, trial_id, seed), run_dir / schema.HISTORY_FILE)
+    write_parquet_atomic(landmark_frame(result, trial_id, seed), run_dir / schema.LANDMARK_FILE)
+    write_parquet_atomic(segmentation_frame(result, trial_id, seed), run_dir / schema.SEGMENTATION_FILE)
+    row = trial_row(result, trial_id, split_hash=data.splits.seed_hash(seed), dataset_checksum=data.dataset.checksum,
+                    checkpoint=f"{RUNS_DIR}/{trial_id}/{schema.CHECKPOINT_FILE}",
+                    counts={"train": len(data.train.records), "val": len(data.val), "test": len(data.test)})
+    write_parquet_atomic(pd.DataFrame([row]), run_dir / TRIAL_TABLE)
+

@@ -1,0 +1,48 @@
+"""Weights & Biases logging of trials: one W&B run per trial, grouped by experiment, tagged by its values.
+
+Mode ``offline`` (the default without ``WANDB_API_KEY``) writes run files under each trial's folder
+(``wandb sync`` uploads them later); the API key is never put into configs, logs or results: W&B
+reads it from the environment of the logging actor only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def make_wandb_callback(project: str, group: str, job_type: str, mode: str, tags: list[str],
+                        search_keys: list[str], base_config: dict[str, Any] | None = None,
+                        trial_overrides=None):
+    """Return a Tune callback logging each trial as a W&B run (config, per-epoch metrics, final summary)."""
+    try:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+    except ImportError as exc:  # pragma: no cover - wandb is a dependency
+        raise ImportError("W&B logging needs `pip install wandb`; or pass --wandb disabled") from exc
+
+    class TaggedWandbCallback(WandbLoggerCallback):
+        """Adds per-trial tags (split seed, beta, lambda, task...) so W&B's views can filter and group."""
+
+        def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs: Any):
+            config = trial.config or {}
+            extra = []
+            for key in search_keys:
+                value = config.get(key)
+                if isinstance(value, dict):
+                    extra += [f"{k.split('.')[-1]}={v}" for k, v in value.items()]
+                elif value is not None:
+                    extra.append(f"{key.split('.')[-1]}={_short(value)}")
+            wandb_init_kwargs["tags"] = list(tags) + extra
+            if base_config is not None:  # the trial's full resolved config, as dotted keys
+                full = dict(base_config)
+                if trial_overrides is not None:
+                    full.update(trial_overrides(config))
+                wandb_init_kwargs["config"] = {**full, **wandb_init_kwargs.get("config", {})}
+            wandb_init_kwargs.pop("reinit", None)  # deprecated in wandb >= 0.31
+            return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    return TaggedWandbCallback(project=project, group=group, job_type=job_type, mode=mode, log_config=True,
+                               tags=list(tags))
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
