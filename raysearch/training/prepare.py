@@ -64,9 +64,12 @@ class PreparedData:
 
 
 def resolve_dataset_root(data: DataConfig) -> Path:
-    """Return the dataset folder of a config: ``data.root``, or the cached built-in phantom set when empty."""
+    """Return the local dataset folder of a config: ``data.root`` (a cloud URI is copied once into the cache),
+    or the cached built-in phantom set when empty."""
     if data.root:
-        return Path(data.root).expanduser().resolve()
+        from raysearch.data.remote import local_dataset_path
+
+        return local_dataset_path(data.root)
     from raysearch.data.phantom import default_phantom_dataset
 
     return Path(default_phantom_dataset(n=data.phantom_n, size=data.phantom_size, seed=data.phantom_seed))

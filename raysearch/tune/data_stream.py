@@ -26,6 +26,7 @@ import numpy as np
 
 from raysearch.config import RunConfig
 from raysearch.data.dataset import Record
+from raysearch.data.remote import is_uri, local_dataset_path
 from raysearch.training.batches import epoch_order
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -57,6 +58,8 @@ def decode_and_augment(batch: dict[str, np.ndarray], config: dict) -> dict[str, 
     from raysearch.data.transforms import augment, resize_sample, sample_rng
 
     cfg = RunConfig.from_dict(config)
+    if is_uri(cfg.data.root):  # this task may run on a node that has not fetched the dataset yet
+        local_dataset_path(cfg.data.root)
     size = cfg.data.input_size
     n = len(batch["epoch"])
     images = np.empty((n, size, size), np.float32)

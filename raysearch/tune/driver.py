@@ -51,6 +51,8 @@ class TuneOptions:
     wandb_project: str = "raysearch"
     data_timeout_s: float = 600.0
     verbose: int = 1
+    ray_address: str | None = None
+    """Ray cluster to join (``auto``, ``ray://...``, ``local`` for a fresh local instance; default: Ray's own rule)."""
     inject_failure_once: bool = False
     """Testing aid: every trial raises once on its first attempt (exercises --max-failures)."""
 
@@ -120,7 +122,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+        ray.init(address=opts.ray_address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
                  log_to_driver=opts.verbose > 1)
     res = resolve_resources(opts)
     scale = opts.scale or ("paper" if res["has_gpu"] else "cpu")
@@ -131,7 +133,10 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
         log("notice: no GPU in the Ray cluster; every trial trains on CPU")
     cfg = space.base_config(scale)
     if opts.data:
-        cfg = apply_overrides(cfg, {"data.root": str(Path(opts.data).expanduser().resolve())})
+        from raysearch.data.remote import is_uri
+
+        root_arg = opts.data if is_uri(opts.data) else str(Path(opts.data).expanduser().resolve())
+        cfg = apply_overrides(cfg, {"data.root": root_arg})
     threads = max(1, int(res["cpus"])) if res["workers"] == 0 else 1
     cfg = apply_overrides(cfg, {"train.threads": threads})
     cfg = apply_overrides(cfg, parse_key_values(opts.overrides))
@@ -143,7 +148,8 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     root = resolve_dataset_root(cfg.data)
     log(f"dataset: {root} (validating every image and mask...)")
     dataset = load_dataset(root)  # raises DatasetError listing every problem, before any training
-    cfg = apply_overrides(cfg, {"data.root": str(root)})
+    if not cfg.data.root:
+        cfg = apply_overrides(cfg, {"data.root": str(root)})
 
     storage = str(opts.storage) if "://" in str(opts.storage) else str(Path(opts.storage).expanduser().resolve())
     name = opts.name or _latest_or_new_name(storage, space.name, scale, opts.resume)

@@ -131,7 +131,15 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     from raysearch.training.prepare import prepare_data
     from raysearch.tune.data_stream import EpochBatches
 
+    import time
+
+    import ray
+
+    started = time.time()
     cfg = RunConfig.from_dict(loop_config["run_config"])
+    from raysearch.training.prepare import resolve_dataset_root
+
+    resolve_dataset_root(cfg.data)  # fetches a cloud dataset once on this node (no-op for local folders)
     local = bool(loop_config["local"])
     exp_dir = Path(loop_config["experiment_dir"])
     trial_id = loop_config["trial_id"]
@@ -167,14 +175,21 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     else:
         result = fit(cfg, data, reporter, train_batches=batches, wrap_model=wrap)
     if rank == 0:
-        write_trial_artefacts(run_dir, result, trial_id, data)
+        placement = {"started_at": started, "finished_at": time.time(),
+                     "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+                     "node_id": ray.get_runtime_context().get_node_id(), "world_size": world}
+        write_trial_artefacts(run_dir, result, trial_id, data, placement)
     # one last report carrying the test metrics, so Tune results and the W&B summary hold them
     final = {**result.history[-1], **result.test_metrics, schema.BEST_EPOCH: float(result.best_epoch)}
     reporter.report(final, None)
 
 
-def write_trial_artefacts(run_dir: Path, result, trial_id: str, data) -> None:
-    """Write a finished trial's tables, ``best.pt`` and ``config.yaml`` into ``run_dir`` (replacing earlier ones)."""
+def write_trial_artefacts(run_dir: Path, result, trial_id: str, data, placement: dict | None = None) -> None:
+    """Write a finished trial's tables, ``best.pt`` and ``config.yaml`` into ``run_dir`` (replacing earlier ones).
+
+    ``placement``: where and when it ran (start/finish time in epoch seconds, GPU ids, node), kept in
+    ``trials.parquet`` so packing and scheduling can be audited.
+    """
     from raysearch.training.checkpoint import save_checkpoint
     from raysearch.training.results import (history_frame, landmark_frame, segmentation_frame, trial_row,
                                             write_parquet_atomic)
@@ -192,5 +207,6 @@ def write_trial_artefacts(run_dir: Path, result, trial_id: str, data) -> None:
     row = trial_row(result, trial_id, split_hash=data.splits.seed_hash(seed), dataset_checksum=data.dataset.checksum,
                     checkpoint=f"{RUNS_DIR}/{trial_id}/{schema.CHECKPOINT_FILE}",
                     counts={"train": len(data.train.records), "val": len(data.val), "test": len(data.test)})
+    row.update(placement or {})
     write_parquet_atomic(pd.DataFrame([row]), run_dir / TRIAL_TABLE)
 

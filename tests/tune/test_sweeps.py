@@ -1,0 +1,131 @@
+"""Real Ray Tune sweeps on the session's local Ray (smoke scale, tiny phantom set)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raysearch import schema
+from raysearch.tune.driver import TuneOptions, run_experiment
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _opts(tiny_dataset, tmp_path, name, analysis="smoke", **kw):
+    base = dict(analysis=analysis, scale="smoke", data=str(tiny_dataset), storage=str(tmp_path), name=name,
+                workers_per_trial=0, gpus_per_trial=0.0, wandb="offline", verbose=0)
+    base.update(kw)
+    return TuneOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(ray_session, tiny_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    return run_experiment(_opts(tiny_dataset, tmp, "smoke-test"), log=lambda s: None)
+
+
+@pytest.mark.timeout(600)
+def test_smoke_sweep_writes_every_table(smoke_sweep):
+    exp = smoke_sweep.experiment_dir
+    for f in (schema.TRIALS_FILE, schema.HISTORY_FILE, schema.LANDMARK_FILE, schema.SEGMENTATION_FILE,
+              schema.SPLITS_FILE, "experiment.json"):
+        assert (exp / f).exists(), f
+    trials = pd.read_parquet(exp / schema.TRIALS_FILE)
+    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    assert sorted(trials["config/loss.beta"].tolist()) == [50.0, 50.0, 125.0, 125.0]
+    assert sorted(trials["split_seed"].tolist()) == [0, 0, 1, 1]
+    # every trial of a seed saw the same split (the Wilcoxon pairing relies on it)
+    assert trials.groupby("split_seed")["split_hash"].nunique().max() == 1
+    history = pd.read_parquet(exp / schema.HISTORY_FILE)
+    assert history.groupby("trial_id")[schema.EPOCH].apply(list).map(list).tolist() == [[0, 1]] * 4
+    lm = pd.read_parquet(exp / schema.LANDMARK_FILE)
+    assert list(lm.columns) == list(schema.LANDMARK_COLUMNS)
+    n_test = int(trials["n_test"].iloc[0])
+    assert len(lm) == 4 * 2 * n_test  # every test image, both sides, every trial
+    assert np.all(lm["error_ref_px"] >= 0)
+    # heatmap-only task: no segmentation rows, no segmentation loss
+    assert len(pd.read_parquet(exp / schema.SEGMENTATION_FILE)) == 0
+    for tid in trials["trial_id"]:
+        assert (exp / "runs" / tid / "best.pt").exists()
+    info = json.loads((exp / "experiment.json").read_text())
+    assert info["group_by"] == ["loss.beta"] and info["dataset"]["n_images"] == 30
+    assert "both" in smoke_sweep.summary and "beta=50" in smoke_sweep.summary
+
+
+@pytest.mark.timeout(600)
+def test_wandb_offline_run_per_trial_with_its_config(smoke_sweep):
+    exp = smoke_sweep.experiment_dir
+    runs = sorted(exp.glob("*/wandb/offline-run-*"))
+    assert len(runs) == 4
+    for run in runs:
+        blob = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+        assert b"loss.beta" in blob and b"optim.lr" in blob  # full config
+        assert b"analysis=beta" in blob  # tags
+
+
+@pytest.mark.timeout(600)
+def test_fractional_gpus_pack_four_trials_on_one_gpu(ray_session, tiny_dataset, tmp_path):
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "pack", gpus_per_trial=0.25, cpus_per_trial=0.25,
+                               max_concurrent=4, overrides=["train.epochs=3"], wandb="disabled"), log=lambda s: None)
+    trials = res.trials
+    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    assert set(trials["gpu_ids"]) == {"0"}  # each sees the same (logical) GPU
+    events = sorted([(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["finished_at"]])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak == 4
+
+
+@pytest.mark.timeout(600)
+def test_a_trial_that_raises_once_is_retried(ray_session, tiny_dataset, tmp_path):
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "retry", inject_failure_once=True, max_failures=1,
+                               wandb="disabled"), log=lambda s: None)
+    assert set(res.trials["status"]) == {"TERMINATED"} and len(res.trials) == 4
+    markers = list((tmp_path / "retry" / "runs").glob("*/.injected-failure"))
+    assert len(markers) == 4  # each trial really failed once
+
+
+@pytest.mark.timeout(600)
+def test_a_trial_that_keeps_failing_is_reported(ray_session, tiny_dataset, tmp_path):
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "fail", inject_failure_once=True, max_failures=0,
+                               wandb="disabled"), log=lambda s: None)
+    assert len(res.trials) == 4
+    assert set(res.trials["status"]) == {"ERROR"}
+    assert res.trials["error"].str.contains("injected failure").all()
+
+
+@pytest.mark.timeout(900)
+def test_optuna_asha_stops_poor_trials_early(ray_session, tiny_dataset, tmp_path):
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "opt", analysis="optuna", num_samples=8,
+                               overrides=["train.epochs=4"], wandb="disabled"), log=lambda s: None)
+    hist = res.history
+    epochs = hist.groupby("trial_id")[schema.EPOCH].max() + 1
+    assert len(epochs) == 8
+    assert (epochs < 4).any(), "ASHA stopped no trial early"
+    assert (epochs == 4).any()
+    betas = res.trials["config/loss.beta"].astype(float)
+    assert betas.nunique() > 1 and betas.between(1, 200).all()  # sampled by Optuna in the space's range
+    lam = res.trials["config/loss.lambda_hem"].astype(float) + res.trials["config/loss.lambda_segm"].astype(float)
+    np.testing.assert_allclose(lam, 1.0)
+
+
+@pytest.mark.timeout(900)
+def test_train_worker_group_mode(ray_session, tiny_dataset, tmp_path):
+    """``--workers-per-trial 1``: each trial runs a Ray Train worker group (the GPU-cluster mode)."""
+    space = tmp_path / "one.yaml"
+    space.write_text(
+        "description: one trial\nanalysis: beta\nbase: {loss.task: multi}\nepochs: {smoke: 2}\n"
+        "search: {loss.beta: {grid: [125]}, data.split_seed: {grid: [0]}}\ngroup_by: [loss.beta]\n")
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "workers", analysis=str(space), workers_per_trial=1,
+                               cpus_per_trial=1.0, wandb="disabled"), log=lambda s: None)
+    t = res.trials
+    assert len(t) == 1 and t["status"].iloc[0] == "TERMINATED"
+    assert int(t["world_size"].iloc[0]) == 1
+    assert len(res.segmentation) > 0 and len(res.landmarks) > 0
+    assert res.history[schema.EPOCH].tolist() == [0, 1]
