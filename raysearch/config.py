@@ -244,8 +244,14 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Path) -> "RunConfig":
-        p = Path(path_or_text)
-        text = p.read_text() if p.suffix in (".yaml", ".yml") or p.exists() else str(path_or_text)
+        text = str(path_or_text)
+        if "\n" not in text:
+            try:
+                p = Path(text)
+                if p.suffix in (".yaml", ".yml") or p.exists():
+                    text = p.read_text()
+            except OSError:  # a long YAML text is not a file name
+                pass
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path_or_text}: a config file must hold a mapping, got {type(data).__name__}")
@@ -266,10 +272,16 @@ def scale_preset(scale: str) -> RunConfig:
 
     * ``paper``: the paper's protocol: width 64, 512-px input, 200 epochs, Adam lr 1e-5, batch 1,
       no warm-up or decay, the paper's printed rotation range.
-    * ``cpu``: width 16 at 128 px, batch 4, lr 2e-4 with a 50-step warm-up and one halving, He
-      initialisation; one trial on the built-in phantoms takes about a minute on 2 cores and learns.
-      (In a trial run a plain U-Net diverged with Adam at 1e-3; this preset is stable by construction.)
-    * ``smoke``: seconds, for tests and first contact (learns little).
+    * ``cpu``: width 8 at 96 px, **batch norm on**, batch 4, Adam lr 3e-3 with a 20-step warm-up
+      and one halving, 8 epochs on the 120 built-in phantoms (72 train images): about 600 training
+      images, under a minute on one core, and it learns (on the phantoms at beta = 125 ref px:
+      test landmark error ~6-9 reference px, ~95% within R/5, Dice ~0.93 for ``multi``).
+      Batch norm is a deliberate deviation from the paper's plain U-Net, made here for stability
+      and speed: a plain U-Net diverged with Adam at 1e-3 in a trial run (activations ~1e7) and, at
+      the safe lr 2e-4, collapsed to a constant heatmap within a CPU budget. With batch norm the
+      heatmap head also starts at the logit of the mean target
+      (:func:`raysearch.training.loop.init_heatmap_bias`). The ``paper`` preset keeps the plain U-Net.
+    * ``smoke``: seconds, for tests and first contact (width 4 at 64 px, 2 epochs; learns little).
     """
     if scale == "paper":
         return RunConfig(
@@ -281,13 +293,19 @@ def scale_preset(scale: str) -> RunConfig:
             train=TrainConfig(epochs=200),
         )
     if scale == "cpu":
-        return RunConfig(scale="cpu")
+        return RunConfig(
+            scale="cpu",
+            data=DataConfig(input_size=96),
+            model=ModelConfig(base_width=8, batch_norm=True),
+            optim=OptimConfig(lr=3e-3, batch_size=4, warmup_steps=20),
+            train=TrainConfig(epochs=8),
+        )
     if scale == "smoke":
         return RunConfig(
             scale="smoke",
             data=DataConfig(input_size=64, phantom_n=30, phantom_size=256),
-            model=ModelConfig(base_width=4),
-            optim=OptimConfig(lr=1e-3, batch_size=4, warmup_steps=5),
+            model=ModelConfig(base_width=4, batch_norm=True),
+            optim=OptimConfig(lr=3e-3, batch_size=4, warmup_steps=5),
             train=TrainConfig(epochs=2),
         )
     raise ConfigError(f"unknown scale {scale!r}; valid scales: smoke, cpu, paper")
@@ -337,8 +355,10 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         if k not in keys:
             raise ConfigError(unknown_key_message(k, keys))
     merged = cfg.flat()
+    text_keys = {k for k, v in merged.items() if isinstance(v, str)}
     for k, v in overrides.items():
-        merged[k] = yaml.safe_load(v) if isinstance(v, str) else v
+        # text fields (paths, names) take the string as given; others are parsed as YAML scalars
+        merged[k] = yaml.safe_load(v) if isinstance(v, str) and k not in text_keys else v
     return RunConfig.from_dict(unflatten(merged))
 
 

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite results in a non-empty --out")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. loss.beta=50 train.epochs=3")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     try:
         cfg = build_config(args.config, args.scale, args.data, args.overrides)
         if args.scale is None and args.config is None:

@@ -37,10 +37,11 @@ def test_output_shapes(channels, c, task):
     torch.manual_seed(0)
     model = TwoHeadUNet(ModelConfig(base_width=4, heatmap_channels=channels), task)
     out = model(torch.rand(2, 1, 32, 48))
-    assert set(out) == {"heatmap", "seg_logits"}
+    assert set(out) == {"heatmap", "heatmap_logits", "seg_logits"}
     if task == "segmentation":
-        assert out["heatmap"] is None
+        assert out["heatmap"] is None and out["heatmap_logits"] is None
     else:
+        torch.testing.assert_close(out["heatmap"], torch.sigmoid(out["heatmap_logits"]))
         assert out["heatmap"].shape == (2, c, 32, 48)
         assert out["heatmap"].min() >= 0 and out["heatmap"].max() <= 1
     if task == "heatmap":

@@ -69,6 +69,14 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     from raysearch.tune.data_stream import build_train_dataset, data_execution_options
 
     trial_id = tune.get_context().get_trial_id()
+    done = Path(ctx.experiment_dir) / RUNS_DIR / trial_id / TRIAL_TABLE
+    if done.exists():
+        # Finished before the driver was killed (Tune snapshots its state only periodically): never retrain,
+        # just hand Tune the stored final metrics again.
+        row = pd.read_parquet(done).iloc[0].to_dict()
+        tune.report({k: float(v) for k, v in row.items() if "/" in k and not k.startswith("config/")
+                     and isinstance(v, (int, float))} | {schema.BEST_EPOCH: float(row[schema.BEST_EPOCH])})
+        return
     cfg = trial_config(ctx, params)
     train_ids = ctx.splits.for_seed(cfg.data.split_seed)["train"]
     by_id = ctx.dataset.by_id
