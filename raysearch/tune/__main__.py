@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the dataset cannot be used; nothing was trained.\n{exc}", file=sys.stderr)
             return 1
         raise
-    failed = (result.trials["status"] != "TERMINATED").sum() if len(result.trials) else 0
+    failed = (~result.trials["status"].isin(["TERMINATED", "STOPPED_EARLY"])).sum() if len(result.trials) else 0
     return 1 if failed else 0
 
 

@@ -27,6 +27,7 @@ from raysearch.tune.spaces import SearchSpace, load_space, tune_param_space
 from raysearch.tune.trainable import RUNS_DIR, TRIAL_TABLE, TrialContext, run_trial
 
 EXPERIMENT_FILE = "experiment.json"
+STOPPED_EARLY = "STOPPED_EARLY"
 DEFAULT_STORAGE = "./raysearch_results"
 
 
@@ -218,7 +219,8 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     grid = tuner.fit()
     result = gather_results(exp_dir, grid, space)
     log(result.summary)
-    failed = result.trials[result.trials["status"] != "TERMINATED"] if len(result.trials) else result.trials
+    failed = (result.trials[~result.trials["status"].isin(["TERMINATED", STOPPED_EARLY])]
+              if len(result.trials) else result.trials)
     if len(failed):
         log(f"WARNING: {len(failed)} trial(s) did not finish (after {opts.max_failures} retries):")
         for _, r in failed.iterrows():
@@ -243,7 +245,8 @@ def _tune_config(space: SearchSpace, cfg: RunConfig, concurrent: int, n_trials: 
     if space.scheduler.get("type") == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        kwargs["scheduler"] = ASHAScheduler(max_t=cfg.train.epochs,
+        # max_t one past the epochs: the trial's extra final report (test metrics) must not be cut off
+        kwargs["scheduler"] = ASHAScheduler(max_t=cfg.train.epochs + 1,
                                             grace_period=int(space.scheduler.get("grace_period", 1)),
                                             reduction_factor=float(space.scheduler.get("reduction_factor", 2)))
         kwargs.setdefault("metric", space.metric)
@@ -290,10 +293,26 @@ def gather_results(exp_dir: Path, grid=None, space: SearchSpace | None = None) -
     if grid is not None:
         for res in grid:
             tid = _trial_id_of(res)
-            if res.error is not None and tid not in done:
-                flat = dict(res.config or {})
-                frames["trials"].append(pd.DataFrame([failed_trial_row(tid, _flat_config(space, flat),
+            if tid in done:
+                continue
+            flat = _flat_config(space, dict(res.config or {}))
+            if res.error is not None:
+                frames["trials"].append(pd.DataFrame([failed_trial_row(tid, flat,
                                                                        f"{type(res.error).__name__}: {res.error}")]))
+                continue
+            # stopped by the scheduler (ASHA) before its last epoch: no test evaluation, but its
+            # configuration, last validation metrics and per-epoch history are kept for the leaderboard
+            row = failed_trial_row(tid, flat, "stopped early by the scheduler", status=STOPPED_EARLY)
+            row.update({k: v for k, v in (res.metrics or {}).items() if k.startswith("val/")})
+            frames["trials"].append(pd.DataFrame([row]))
+            hist = res.metrics_dataframe
+            if hist is not None and len(hist):
+                keep = [c for c in hist.columns if c in (schema.EPOCH, schema.LR, schema.BEST_EPOCH)
+                        or c.startswith(("train/", "val/"))]
+                h = hist[keep].copy()
+                h.insert(0, "split_seed", flat.get("data.split_seed"))
+                h.insert(0, "trial_id", tid)
+                frames["history"].append(h)
     tables = {k: (pd.concat([f for f in v if len(f)], ignore_index=True) if any(len(f) for f in v) else pd.DataFrame())
               for k, v in frames.items()}
     for key, cols in (("landmarks", schema.LANDMARK_COLUMNS), ("segmentation", schema.SEGMENTATION_COLUMNS)):

@@ -102,13 +102,18 @@ def test_a_trial_that_keeps_failing_is_reported(ray_session, tiny_dataset, tmp_p
 
 @pytest.mark.timeout(900)
 def test_optuna_asha_stops_poor_trials_early(ray_session, tiny_dataset, tmp_path):
-    res = run_experiment(_opts(tiny_dataset, tmp_path, "opt", analysis="optuna", num_samples=8,
-                               overrides=["train.epochs=4"], wandb="disabled"), log=lambda s: None)
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "opt", analysis="optuna", num_samples=6,
+                               overrides=["train.epochs=3"], wandb="disabled"), log=lambda s: None)
     hist = res.history
     epochs = hist.groupby("trial_id")[schema.EPOCH].max() + 1
-    assert len(epochs) == 8
-    assert (epochs < 4).any(), "ASHA stopped no trial early"
-    assert (epochs == 4).any()
+    assert len(epochs) == 6
+    assert (epochs < 3).any(), "ASHA stopped no trial early"
+    assert (epochs == 3).any()
+    status = res.trials.set_index("trial_id")["status"]
+    assert set(status) <= {"TERMINATED", "STOPPED_EARLY"} and (status == "STOPPED_EARLY").any()
+    assert (status[epochs[epochs < 3].index] == "STOPPED_EARLY").all()
+    # trials that ran every epoch have test rows; early-stopped ones have none
+    assert set(res.landmarks["trial_id"]) == set(status[status == "TERMINATED"].index)
     betas = res.trials["config/loss.beta"].astype(float)
     assert betas.nunique() > 1 and betas.between(1, 200).all()  # sampled by Optuna in the space's range
     lam = res.trials["config/loss.lambda_hem"].astype(float) + res.trials["config/loss.lambda_segm"].astype(float)
