@@ -126,6 +126,11 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Return the shuffled sample order of an epoch, (n,) int (deterministic in ``seed`` and ``epoch``)."""
+    return np.random.default_rng([int(seed), 7919, int(epoch)]).permutation(n)
+
+
 def draw_augment_params(rng: np.random.Generator, cfg: AugmentConfig) -> dict:
     """Draw the parameters of one augmentation: always five draws, in this order: intensity
     coin, intensity factor, rotation coin, angle (degrees), flip coin.

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from raysearch.config import RunConfig
-from raysearch.data.transforms import augment, sample_rng
+from raysearch.data.transforms import augment, epoch_order, sample_rng
 from raysearch.geometry import reference_to_network_px
 from raysearch.heatmaps import heatmap_weights, render_heatmap_torch
 
@@ -54,11 +54,6 @@ def to_tensors(images: np.ndarray, masks: np.ndarray, landmarks: np.ndarray, cfg
     w = torch.from_numpy(np.stack([heatmap_weights(l, channels) for l in landmarks]).astype(np.float32))
     batch = {"image": x, "seg": seg, "heatmap": hm.float(), "heatmap_weight": w, "landmarks": lm}
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """Return the shuffled sample order of an epoch (deterministic in ``seed`` and ``epoch``)."""
-    return np.random.default_rng([seed, 7919, epoch]).permutation(n)
 
 
 def iterate_train_batches(images: np.ndarray, masks: np.ndarray, landmarks: np.ndarray, epoch: int,

@@ -166,11 +166,13 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             marker.write_text("this trial raised once on purpose (fault-tolerance test)\n")
             raise InjectedFailure(f"trial {trial_id}: injected failure (first attempt)")
 
-    data = prepare_data(cfg, dataset=loop_config["dataset"], splits=loop_config["splits"], include_train=False)
+    # start the Ray Data stream first: its start-up overlaps decoding the val/test splits and building the model
+    n_train = len(loop_config["splits"].for_seed(cfg.data.split_seed)["train"])
     shard = ray.train.get_dataset_shard("train")
     batches = EpochBatches(shard.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2),
                            cfg.optim.batch_size, timeout_s=float(loop_config["data_timeout_s"]), rank=rank,
-                           world=world, rows_per_epoch=len(data.train.records))
+                           world=world, rows_per_epoch=n_train)
+    data = prepare_data(cfg, dataset=loop_config["dataset"], splits=loop_config["splits"], include_train=False)
     wrap = None
     if world > 1:
         from ray.train.torch import prepare_model

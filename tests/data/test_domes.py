@@ -128,3 +128,24 @@ def test_jsrt_masks_match_manifest_points(jsrt_dir):
     assert (median < 8).all()
     assert (within > 0.88).all()
     assert rules.count("chord") >= 0.95 * len(rules)
+
+
+def test_import_masks_recovers_phantom_domes_from_masks_alone(tmp_path):
+    """The phantoms' exact dome apexes are recovered from their lung masks alone, within a few pixels."""
+    import numpy as np
+    import pandas as pd
+
+    from raysearch.data.domes import import_masks
+    from raysearch.data.phantom import write_phantom_dataset
+
+    src = write_phantom_dataset(tmp_path / "ph", n=24, size=256, seed=5)
+    ds = import_masks(src / "images", src / "masks", tmp_path / "imported")
+    truth = pd.read_csv(src / "manifest.csv").set_index("id")
+    d = []
+    for rec in ds.records:
+        t = truth.loc[rec.id]
+        true = np.array([[t.right_x, t.right_y], [t.left_x, t.left_y]])
+        d.extend(np.hypot(*(rec.landmarks - true).T))
+    d = np.array(d)
+    assert np.median(d) < 2.0, np.sort(d)
+    assert np.mean(d < 5.0) >= 0.9, np.sort(d)

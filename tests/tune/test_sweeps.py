@@ -22,10 +22,25 @@ def _opts(tiny_dataset, tmp_path, name, analysis="smoke", **kw):
     return TuneOptions(**base)
 
 
+SWEEP_SPACE = """\
+description: "the smoke space with three split seeds (issue 5's report acceptance)"
+analysis: beta
+base: {loss.task: heatmap}
+epochs: {smoke: 2}
+search:
+  loss.beta: {grid: [50, 125]}
+  data.split_seed: {grid: [0, 1, 2]}
+group_by: [loss.beta]
+progress_columns: [val/err_ref_mean]
+"""
+
+
 @pytest.fixture(scope="module")
 def smoke_sweep(ray_session, tiny_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    return run_experiment(_opts(tiny_dataset, tmp, "smoke-test"), log=lambda s: None)
+    space = tmp / "smoke3.yaml"
+    space.write_text(SWEEP_SPACE)
+    return run_experiment(_opts(tiny_dataset, tmp, "smoke-test", analysis=str(space)), log=lambda s: None)
 
 
 @pytest.mark.timeout(600)
@@ -35,17 +50,17 @@ def test_smoke_sweep_writes_every_table(smoke_sweep):
               schema.SPLITS_FILE, "experiment.json"):
         assert (exp / f).exists(), f
     trials = pd.read_parquet(exp / schema.TRIALS_FILE)
-    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
-    assert sorted(trials["config/loss.beta"].tolist()) == [50.0, 50.0, 125.0, 125.0]
-    assert sorted(trials["split_seed"].tolist()) == [0, 0, 1, 1]
+    assert len(trials) == 6 and set(trials["status"]) == {"TERMINATED"}
+    assert sorted(trials["config/loss.beta"].tolist()) == [50.0] * 3 + [125.0] * 3
+    assert sorted(trials["split_seed"].tolist()) == [0, 0, 1, 1, 2, 2]
     # every trial of a seed saw the same split (the Wilcoxon pairing relies on it)
     assert trials.groupby("split_seed")["split_hash"].nunique().max() == 1
     history = pd.read_parquet(exp / schema.HISTORY_FILE)
-    assert history.groupby("trial_id")[schema.EPOCH].apply(list).map(list).tolist() == [[0, 1]] * 4
+    assert history.groupby("trial_id")[schema.EPOCH].apply(list).map(list).tolist() == [[0, 1]] * 6
     lm = pd.read_parquet(exp / schema.LANDMARK_FILE)
     assert list(lm.columns) == list(schema.LANDMARK_COLUMNS)
     n_test = int(trials["n_test"].iloc[0])
-    assert len(lm) == 4 * 2 * n_test  # every test image, both sides, every trial
+    assert len(lm) == 6 * 2 * n_test  # every test image, both sides, every trial
     assert np.all(lm["error_ref_px"] >= 0)
     # heatmap-only task: no segmentation rows, no segmentation loss
     assert len(pd.read_parquet(exp / schema.SEGMENTATION_FILE)) == 0
@@ -60,7 +75,7 @@ def test_smoke_sweep_writes_every_table(smoke_sweep):
 def test_wandb_offline_run_per_trial_with_its_config(smoke_sweep):
     exp = smoke_sweep.experiment_dir
     runs = sorted(exp.glob("*/wandb/offline-run-*"))
-    assert len(runs) == 4
+    assert len(runs) == 6
     for run in runs:
         blob = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
         assert b"loss.beta" in blob and b"optim.lr" in blob  # full config
@@ -134,3 +149,47 @@ def test_train_worker_group_mode(ray_session, tiny_dataset, tmp_path):
     assert int(t["world_size"].iloc[0]) == 1
     assert len(res.segmentation) > 0 and len(res.landmarks) > 0
     assert res.history[schema.EPOCH].tolist() == [0, 1]
+
+
+@pytest.mark.timeout(600)
+def test_report_on_the_real_sweep_matches_a_direct_recomputation(smoke_sweep, tmp_path):
+    """Issue 5's acceptance on a real sweep (2 betas x 3 seeds): tables equal a recomputation from the
+    per-image rows, Wilcoxon p-values equal scipy's, a mismatched split hash is refused."""
+    import shutil
+
+    from scipy.stats import wilcoxon
+
+    from raysearch.report import ReportOptions, build_report
+    from raysearch.report.experiments import ReportError
+
+    exp = smoke_sweep.experiment_dir
+    out = build_report([exp], tmp_path / "report", ReportOptions(gradcam=True, qualitative=True))
+    acc = pd.read_csv(out / "tables" / "accuracy_beta.csv")
+    assert len(acc) == 2 * 3 * 4  # 2 betas x (right, left, both) x 4 thresholds
+    trials = pd.read_parquet(exp / schema.TRIALS_FILE).set_index("trial_id")
+    lm = pd.read_parquet(exp / schema.LANDMARK_FILE)
+    lm["beta"] = lm["trial_id"].map(trials["config/loss.beta"])
+    for beta, label in ((50.0, "β=50"), (125.0, "β=125")):
+        for divisor, t in ((1, 100.0), (5, 20.0)):
+            per_seed = [100 * np.mean(g["error_ref_px"].to_numpy() <= t)
+                        for _, g in lm[lm["beta"] == beta].groupby("split_seed")]
+            row = acc[(acc["configuration"] == label) & (acc["side"] == "both") & (acc["divisor"] == divisor)].iloc[0]
+            assert row["accuracy_mean_pct"] == pytest.approx(np.mean(per_seed), abs=1e-6)
+            assert row["accuracy_std_pct"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-6)
+    tests = pd.read_csv(out / "tables" / "wilcoxon.csv")
+    a = lm[lm["beta"] == 50.0].set_index(["split_seed", "image_id", "side"])["error_ref_px"]
+    b = lm[lm["beta"] == 125.0].set_index(["split_seed", "image_id", "side"])["error_ref_px"]
+    a, b = a.align(b, join="inner")
+    p = tests[tests["side"] == "both"]["p_value"].iloc[0]
+    assert p == pytest.approx(wilcoxon(a.to_numpy(), b.to_numpy()).pvalue, rel=1e-9)
+    figures = list((out / "figures").glob("*.png"))
+    assert {"losses.png", "qualitative.png", "gradcam.png"} <= {f.name for f in figures}
+    assert all(f.stat().st_size > 5000 for f in figures)
+    # a copy whose split hash for one seed differs is refused
+    bad = tmp_path / "bad"
+    shutil.copytree(exp, bad, ignore=shutil.ignore_patterns("run_trial_*", "train_runs"))
+    t = pd.read_parquet(bad / schema.TRIALS_FILE)
+    t.loc[t.index[0], "split_hash"] = "0" * 64
+    t.to_parquet(bad / schema.TRIALS_FILE)
+    with pytest.raises(ReportError, match="split"):
+        build_report([bad], tmp_path / "report2", ReportOptions(gradcam=False, qualitative=False))
