@@ -137,16 +137,17 @@ def test_optuna_asha_stops_poor_trials_early(ray_session, tiny_dataset, tmp_path
 
 @pytest.mark.timeout(900)
 def test_train_worker_group_mode(ray_session, tiny_dataset, tmp_path):
-    """``--workers-per-trial 1``: each trial runs a Ray Train worker group (the GPU-cluster mode)."""
+    """``--workers-per-trial 2``: each trial runs a Ray Train worker group (the GPU-cluster mode), here two
+    CPU workers training with DDP (gloo)."""
     space = tmp_path / "one.yaml"
     space.write_text(
         "description: one trial\nanalysis: beta\nbase: {loss.task: multi}\nepochs: {smoke: 2}\n"
         "search: {loss.beta: {grid: [125]}, data.split_seed: {grid: [0]}}\ngroup_by: [loss.beta]\n")
-    res = run_experiment(_opts(tiny_dataset, tmp_path, "workers", analysis=str(space), workers_per_trial=1,
-                               cpus_per_trial=1.0, wandb="disabled"), log=lambda s: None)
+    res = run_experiment(_opts(tiny_dataset, tmp_path, "workers", analysis=str(space), workers_per_trial=2,
+                               cpus_per_trial=0.5, wandb="disabled"), log=lambda s: None)
     t = res.trials
     assert len(t) == 1 and t["status"].iloc[0] == "TERMINATED"
-    assert int(t["world_size"].iloc[0]) == 1
+    assert int(t["world_size"].iloc[0]) == 2
     assert len(res.segmentation) > 0 and len(res.landmarks) > 0
     assert res.history[schema.EPOCH].tolist() == [0, 1]
 
