@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from raysearch import schema
 from raysearch.metrics import summarise, threshold_accuracy
 
 

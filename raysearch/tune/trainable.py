@@ -204,7 +204,6 @@ def write_trial_artefacts(run_dir: Path, result, trial_id: str, data, placement:
     from raysearch.training.results import (history_frame, landmark_frame, segmentation_frame, trial_row,
                                             write_parquet_atomic)
 
-    import torch  # noqa: F401  (save_checkpoint needs it loaded)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = result.config.data.split_seed
