@@ -76,9 +76,17 @@ def test_wandb_offline_run_per_trial_with_its_config(smoke_sweep):
     exp = smoke_sweep.experiment_dir
     runs = sorted(exp.glob("*/wandb/offline-run-*"))
     assert len(runs) == 6
+    # W&B's writer process flushes run files asynchronously, a few seconds after the sweep returns
+    import time
+
+    deadline = time.time() + 120
     for run in runs:
-        blob = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
-        assert b"loss.beta" in blob and b"optim.lr" in blob  # full config
+        while True:
+            blob = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+            if (b"loss.beta" in blob and b"analysis=beta" in blob) or time.time() > deadline:
+                break
+            time.sleep(1.0)
+        assert b"loss.beta" in blob and b"optim.lr" in blob, run  # full config
         assert b"analysis=beta" in blob  # tags
 
 
