@@ -3,6 +3,13 @@
 Mode ``offline`` (the default without ``WANDB_API_KEY``) writes run files under each trial's folder
 (``wandb sync`` uploads them later); the API key is never put into configs, logs or results: W&B
 reads it from the environment of the logging actor only.
+
+Where the run files go: Ray's logging actor writes into the trial's *driver staging* folder, which Tune
+copies to the experiment folder in its final sync -- **before** it waits for the logging actors to
+finish. The last trials' ``.wandb`` files then reach the experiment folder holding only their 7-byte
+header (seen in CI). With local (or mounted) storage we therefore point ``wandb.init(dir=...)`` at the
+trial's folder in the experiment itself, so the files there are the ones W&B finishes writing. With
+cloud storage (``s3://...``) the staging path and Tune's sync remain the only route.
 """
 
 from __future__ import annotations
@@ -38,10 +45,26 @@ def make_wandb_callback(project: str, group: str, job_type: str, mode: str, tags
                     full.update(trial_overrides(config))
                 wandb_init_kwargs["config"] = {**full, **wandb_init_kwargs.get("config", {})}
             wandb_init_kwargs.pop("reinit", None)  # deprecated in wandb >= 0.31
+            run_dir = _local_trial_dir(trial)
+            if run_dir is not None:
+                wandb_init_kwargs["dir"] = run_dir
             return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
 
     return TaggedWandbCallback(project=project, group=group, job_type=job_type, mode=mode, log_config=True,
                                tags=list(tags))
+
+
+def _local_trial_dir(trial) -> str | None:
+    """The trial's folder inside the experiment (created if needed), or None when storage is not local."""
+    import os
+
+    import pyarrow.fs
+
+    storage = getattr(trial, "storage", None)
+    if storage is None or not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    os.makedirs(trial.path, exist_ok=True)
+    return trial.path
 
 
 def _short(v: Any) -> str:
