@@ -69,6 +69,9 @@ def test_smoke_sweep_writes_every_table(smoke_sweep):
     info = json.loads((exp / "experiment.json").read_text())
     assert info["group_by"] == ["loss.beta"] and info["dataset"]["n_images"] == 30
     assert "both" in smoke_sweep.summary and "beta=50" in smoke_sweep.summary
+    # in-process trials reuse the finished trials' processes: 6 trials, 2 at a time, so at most 2 processes
+    pids = {json.loads(line)["pid"] for f in exp.glob("*/result.json") for line in f.read_text().splitlines()}
+    assert 1 <= len(pids) <= 2, pids
 
 
 @pytest.mark.timeout(600)
