@@ -9,7 +9,8 @@ copies to the experiment folder in its final sync -- **before** it waits for the
 finish. The last trials' ``.wandb`` files then reach the experiment folder holding only their 7-byte
 header (seen in CI). With local (or mounted) storage we therefore point ``wandb.init(dir=...)`` at the
 trial's folder in the experiment itself, so the files there are the ones W&B finishes writing. With
-cloud storage (``s3://...``) the staging path and Tune's sync remain the only route.
+cloud storage (``s3://...``) the files stay in staging, and once Tune has waited for every logging
+actor we upload each trial's ``wandb`` folder again (:func:`upload_run_files`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def make_wandb_callback(project: str, group: str, job_type: str, mode: str, tags
                 wandb_init_kwargs["dir"] = run_dir
             return super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
 
+        def on_experiment_end(self, trials, **info):
+            super().on_experiment_end(trials, **info)  # waits for every run's wandb.finish()
+            for trial in trials:
+                storage = getattr(trial, "storage", None)
+                if storage is not None and _local_trial_dir(trial) is None:
+                    upload_run_files(trial.local_path, storage.storage_filesystem, trial.path)
+
     return TaggedWandbCallback(project=project, group=group, job_type=job_type, mode=mode, log_config=True,
                                tags=list(tags))
 
@@ -65,6 +73,21 @@ def _local_trial_dir(trial) -> str | None:
         return None
     os.makedirs(trial.path, exist_ok=True)
     return trial.path
+
+
+def upload_run_files(staging_dir: str, filesystem, trial_fs_path: str) -> int:
+    """Copy ``<staging_dir>/wandb`` to ``<trial_fs_path>/wandb`` on ``filesystem``; return the files copied."""
+    import os
+
+    import pyarrow.fs
+
+    src = os.path.join(staging_dir, "wandb")
+    if not os.path.isdir(src):
+        return 0
+    dst = f"{trial_fs_path.rstrip('/')}/wandb"
+    filesystem.create_dir(dst, recursive=True)
+    pyarrow.fs.copy_files(src, dst, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=filesystem)
+    return sum(len(files) for _, _, files in os.walk(src))
 
 
 def _short(v: Any) -> str:
