@@ -72,6 +72,10 @@ def test_smoke_sweep_writes_every_table(smoke_sweep):
     # in-process trials reuse the finished trials' processes: 6 trials, 2 at a time, so at most 2 processes
     pids = {json.loads(line)["pid"] for f in exp.glob("*/result.json") for line in f.read_text().splitlines()}
     assert 1 <= len(pids) <= 2, pids
+    # finished trials keep only a completion marker as Tune checkpoint, no resume state
+    assert not list(exp.rglob("state.pt"))
+    markers = list(exp.glob("*/checkpoint_*/complete.json"))
+    assert len(markers) == 6 and all(json.loads(m.read_text())["complete"] for m in markers)
 
 
 @pytest.mark.timeout(600)
@@ -155,6 +159,10 @@ def test_train_worker_group_mode(ray_session, tiny_dataset, tmp_path):
     assert int(t["world_size"].iloc[0]) == 2
     assert len(res.segmentation) > 0 and len(res.landmarks) > 0
     assert res.history[schema.EPOCH].tolist() == [0, 1]
+    # the Train run's last checkpoint is the completion marker; the resume state is gone
+    exp = tmp_path / "workers"
+    assert not list(exp.rglob("state.pt"))
+    assert len(list((exp / "train_runs").rglob("complete.json"))) == 1
 
 
 @pytest.mark.timeout(600)
