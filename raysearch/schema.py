@@ -69,3 +69,6 @@ SEGMENTATION_FILE = "segmentation.parquet"
 TRIALS_FILE = "trials.parquet"
 SPLITS_FILE = "splits.json"
 CHECKPOINT_FILE = "best.pt"
+# The last Tune/Train checkpoint of a finished trial: a marker naming ``runs/<trial_id>/best.pt``
+# (relative to the experiment folder) instead of the dropped resume state.
+COMPLETE_MARKER = "complete.json"

@@ -64,6 +64,10 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
         raise PredictInputError(f"--checkpoint {p}: does not exist; expected a best.pt, a run folder or an experiment folder")
     if (p / schema.CHECKPOINT_FILE).is_file():
         return p / schema.CHECKPOINT_FILE, f"checkpoint {p / schema.CHECKPOINT_FILE}"
+    markers = [p / schema.COMPLETE_MARKER] if (p / schema.COMPLETE_MARKER).is_file() else \
+        sorted(p.glob(f"checkpoint_*/{schema.COMPLETE_MARKER}"))
+    if markers:  # a finished trial's Tune folder or last checkpoint: follow the marker to runs/<trial>/best.pt
+        return _follow_complete_marker(markers[-1])
     trials_path, exp_path = p / schema.TRIALS_FILE, p / "experiment.json"
     if not (trials_path.is_file() and exp_path.is_file()):
         raise PredictInputError(
@@ -94,6 +98,19 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     best = (min if mode == "min" else max)(candidates, key=lambda c: c[0])
     return best[2], (f"experiment {p.name}: trial {best[1]} chosen ({metric} = {best[0]:.6g}, best by mode {mode} "
                      f"of {len(candidates)} trial(s) with a checkpoint); checkpoint {best[2]}")
+
+
+def _follow_complete_marker(marker: Path) -> tuple[Path, str]:
+    """Return the ``best.pt`` a finished trial's completion marker names (searched upwards for its experiment)."""
+    try:
+        rel = json.loads(marker.read_text())["best_checkpoint"]
+    except (ValueError, KeyError) as exc:
+        raise PredictInputError(f"{marker}: not a readable completion marker ({exc})") from exc
+    for parent in marker.parents:
+        if (parent / rel).is_file():
+            return parent / rel, f"checkpoint {parent / rel} (finished trial, via {marker})"
+    raise PredictInputError(f"{marker}: names {rel}, which is not found in any folder above it; "
+                            "pass the experiment folder or the best.pt itself")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -38,7 +38,6 @@ from raysearch.tune.spaces import SearchSpace
 
 RUNS_DIR = "runs"
 TRIAL_TABLE = "trial.parquet"
-COMPLETE_MARKER = "complete.json"
 
 
 class InjectedFailure(RuntimeError):
@@ -204,7 +203,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             write_json_atomic({"trial_id": trial_id, "complete": True,
                                "best_checkpoint": f"{RUNS_DIR}/{trial_id}/{schema.CHECKPOINT_FILE}",
                                "note": "finished trial: results and best weights live in runs/<trial_id>/"},
-                              Path(marker) / COMPLETE_MARKER)
+                              Path(marker) / schema.COMPLETE_MARKER)
         reporter.report(final, Path(marker) if rank == 0 else None)
 
 

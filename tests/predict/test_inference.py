@@ -12,7 +12,8 @@ from torch import nn
 
 from raysearch.heatmaps import render_heatmap
 from raysearch.predict.inference import (
-    InputItem, Predictor, PredictOptions, network_to_original, predict_items, resolve_checkpoint, seg_to_labels,
+    InputItem, PredictInputError, Predictor, PredictOptions, network_to_original, predict_items, resolve_checkpoint,
+    seg_to_labels,
 )
 from raysearch.training.checkpoint import LoadedCheckpoint
 
@@ -166,3 +167,12 @@ def test_resolve_checkpoint_forms(tmp_path, untrained_checkpoint):
     assert path == exp / "runs" / "t1" / "best.pt" and "trial t1" in said
     (exp / "experiment.json").write_text(json.dumps({"metric": "val/dice", "mode": "min"}))
     assert resolve_checkpoint(exp)[0] == exp / "runs" / "t0" / "best.pt"
+    # a finished trial's Tune folder holds only a completion marker: follow it to runs/<trial>/best.pt
+    ckpt = exp / "run_trial_t2" / "checkpoint_000002"
+    ckpt.mkdir(parents=True)
+    (ckpt / "complete.json").write_text(json.dumps({"trial_id": "t2", "best_checkpoint": "runs/t2/best.pt"}))
+    assert resolve_checkpoint(ckpt)[0] == exp / "runs" / "t2" / "best.pt"
+    assert resolve_checkpoint(ckpt.parent)[0] == exp / "runs" / "t2" / "best.pt"
+    (ckpt / "complete.json").write_text(json.dumps({"trial_id": "t9", "best_checkpoint": "runs/t9/best.pt"}))
+    with pytest.raises(PredictInputError, match=r"complete\.json: names runs/t9/best\.pt"):
+        resolve_checkpoint(ckpt)

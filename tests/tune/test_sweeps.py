@@ -76,6 +76,10 @@ def test_smoke_sweep_writes_every_table(smoke_sweep):
     assert not list(exp.rglob("state.pt"))
     markers = list(exp.glob("*/checkpoint_*/complete.json"))
     assert len(markers) == 6 and all(json.loads(m.read_text())["complete"] for m in markers)
+    from raysearch.predict.inference import resolve_checkpoint  # predict follows a marker to the best weights
+
+    tid = json.loads(markers[0].read_text())["trial_id"]
+    assert resolve_checkpoint(markers[0].parent.parent)[0] == exp / "runs" / tid / "best.pt"
 
 
 @pytest.mark.timeout(600)
