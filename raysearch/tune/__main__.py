@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds without a training batch before a starved Ray Data pipeline fails (default 600)")
     p.add_argument("--ray-address", help="Ray cluster to join: auto, ray://host:10001, or local for a new local "
                    "instance (default: RAY_ADDRESS, else a running local cluster, else a new one)")
+    p.add_argument("--gpu-wait", type=float, default=900.0,
+                   help="with --gpus-per-trial > 0 and no GPU in the cluster yet: seconds to wait for the autoscaler "
+                   "to add a GPU node (default 900)")
     p.add_argument("--reuse-actors", action=argparse.BooleanOptionalAction, default=None,
                    help="run the next trial in a finished trial's process (default: on with --workers-per-trial 0, "
                    "saving ~10 s of process start per trial; off with Train worker groups)")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                        max_concurrent=args.max_concurrent, num_samples=args.num_samples, resume=args.resume,
                        max_failures=args.max_failures, wandb=args.wandb, wandb_project=args.wandb_project,
-                       data_timeout_s=args.data_timeout, reuse_actors=args.reuse_actors, verbose=args.verbose, ray_address=args.ray_address)
+                       data_timeout_s=args.data_timeout, gpu_wait_s=args.gpu_wait,
+                       reuse_actors=args.reuse_actors, verbose=args.verbose, ray_address=args.ray_address)
     try:
         from raysearch.tune.driver import run_experiment
 

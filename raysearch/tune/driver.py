@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -51,6 +52,8 @@ class TuneOptions:
     wandb: str | None = None
     wandb_project: str = "raysearch"
     data_timeout_s: float = 600.0
+    gpu_wait_s: float = 900.0
+    """With --gpus-per-trial > 0 and no GPU in the cluster yet: how long to wait for the autoscaler to add one."""
     reuse_actors: bool | None = None
     """Run the next trial in a finished trial's process (default: yes when trials train in-process, which
     saves the ~10 s process start of every trial on a laptop; no with Train worker groups)."""
@@ -78,7 +81,42 @@ def cluster_has_gpu() -> bool:
     return float(ray.cluster_resources().get("GPU", 0.0)) > 0
 
 
-def resolve_resources(opts: TuneOptions) -> dict[str, Any]:
+def wait_for_gpu(cluster_resources: Callable[[], dict], timeout_s: float, log: Callable[[str], None] = print,
+                 request: Callable[[], None] | None = None, poll_s: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Wait until ``cluster_resources()`` shows a GPU; return whether one appeared within ``timeout_s`` seconds.
+
+    ``request`` (once, at the start) asks the autoscaler for a GPU node, so a cluster whose GPU workers
+    start at zero scales up before the first trial is even queued.
+    """
+    if float(cluster_resources().get("GPU", 0.0)) > 0:
+        return True
+    if timeout_s <= 0:
+        return False
+    log(f"no GPU in the Ray cluster yet: asking the autoscaler for a GPU node and waiting up to {timeout_s:g} s "
+        "(--gpu-wait; Ctrl-C and pass --gpus-per-trial 0 on a machine without GPUs)")
+    if request is not None:
+        request()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        if float(cluster_resources().get("GPU", 0.0)) > 0:
+            log("a GPU node joined the cluster")
+            return True
+    return False
+
+
+def _request_one_gpu() -> None:
+    """Ask Ray's autoscaler for one GPU bundle (a no-op on a cluster without autoscaler)."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{"GPU": 1}])
+    except Exception as exc:  # pragma: no cover - depends on the cluster's autoscaler
+        print(f"notice: could not ask the autoscaler for a GPU node ({exc}); waiting anyway")
+
+
+def resolve_resources(opts: TuneOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Decide workers, CPUs and GPUs per trial and the concurrency (explicit flags always win).
 
     Without GPUs: in-process trials (``workers_per_trial`` 0: no worker actors, whose 20-45 s start-up
@@ -87,19 +125,26 @@ def resolve_resources(opts: TuneOptions) -> dict[str, Any]:
     """
     import ray
 
-    total_cpu = float(ray.cluster_resources().get("CPU", 1.0))
     has_gpu = cluster_has_gpu()
+    if opts.gpus_per_trial and not has_gpu:
+        # an autoscaling cluster (cluster.yaml: GPU workers with min_workers 0) has no GPU until asked for one
+        has_gpu = wait_for_gpu(lambda: ray.cluster_resources(), opts.gpu_wait_s, log=log,
+                               request=_request_one_gpu)
+        if not has_gpu:
+            raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial} asked for, but no GPU joined the Ray cluster "
+                              f"within {opts.gpu_wait_s:g} s (--gpu-wait); on a machine without GPUs pass "
+                              "--gpus-per-trial 0")
+    total_cpu = float(ray.cluster_resources().get("CPU", 1.0))
     workers = opts.workers_per_trial if opts.workers_per_trial is not None else (1 if has_gpu else 0)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (0.5 if has_gpu else 0.0)
-    if gpus > 0 and not has_gpu:
-        raise ConfigError(f"--gpus-per-trial {gpus} asked for, but the Ray cluster has no GPU")
     if opts.max_concurrent is not None:
         concurrent = opts.max_concurrent
     elif gpus > 0:
-        concurrent = max(1, int(float(ray.cluster_resources().get("GPU", 0)) / gpus))
+        concurrent = None  # as many as the GPUs allow, including GPU nodes the autoscaler adds later
     else:
         concurrent = max(1, int(total_cpu))
-    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else max(0.25, min(1.0, total_cpu / concurrent))
+    per_trial_cpu = total_cpu / concurrent if concurrent else 1.0
+    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else max(0.25, min(1.0, per_trial_cpu))
     return {"workers": workers, "gpus": gpus, "cpus": cpus, "concurrent": concurrent, "has_gpu": has_gpu,
             "total_cpu": total_cpu}
 
@@ -128,7 +173,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
         ray.init(address=opts.ray_address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
                  log_to_driver=opts.verbose > 1)
-    res = resolve_resources(opts)
+    res = resolve_resources(opts, log)
     scale = opts.scale or ("paper" if res["has_gpu"] else "cpu")
     if opts.scale is None:
         log(f"scale: {scale} ({'GPU in the Ray cluster' if res['has_gpu'] else 'no GPU visible: running on CPU'}; "
@@ -193,7 +238,8 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     if not restoring:
         write_json_atomic(info, exp_dir / EXPERIMENT_FILE)
     log(f"experiment {name}: {space.description}")
-    log(f"  {n_trials} trials, {res['concurrent']} at a time, {res['workers']} Train worker(s)/trial, "
+    at_a_time = res["concurrent"] or "as many as the GPUs allow"
+    log(f"  {n_trials} trials, {at_a_time} at a time, {res['workers']} Train worker(s)/trial, "
         f"{res['cpus']:g} CPU + {res['gpus']:g} GPU per trial, scale {scale}, "
         f"{cfg.train.epochs} epochs, {len(dataset.records)} images; results in {exp_dir}")
 
@@ -234,7 +280,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     return result
 
 
-def _tune_config(space: SearchSpace, cfg: RunConfig, concurrent: int, n_trials: int, reuse_actors: bool):
+def _tune_config(space: SearchSpace, cfg: RunConfig, concurrent: int | None, n_trials: int, reuse_actors: bool):
     from ray import tune
 
     kwargs: dict[str, Any] = {"max_concurrent_trials": concurrent, "reuse_actors": reuse_actors}
