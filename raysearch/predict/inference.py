@@ -51,12 +51,19 @@ class PredictInputError(ValueError):
 def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     """Find the ``best.pt`` to use; return ``(path, description)``.
 
-    Accepts a ``.pt`` file, a run folder holding ``best.pt``, or an experiment folder
+    Accepts a ``.pt`` file, a run folder holding ``best.pt``, or an experiment folder (or its URI)
     (``experiment.json`` + ``trials.parquet`` + ``runs/<trial_id>/best.pt``): the trial with the
     best value of the experiment's ``metric`` in its ``mode`` (``min``/``max``) among the trials
     whose checkpoint exists. ``description`` says which file (and which trial, with its metric) was chosen.
     Raises :class:`PredictInputError`.
     """
+    if "://" in str(path):  # an experiment in cloud storage: its tables and runs/ copied into the cache
+        from raysearch.storage import local_experiment_copy
+
+        try:
+            path = local_experiment_copy(str(path))
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise PredictInputError(f"--checkpoint {path}: cannot read this experiment ({exc})") from exc
     p = Path(path)
     if p.is_file():
         return p, f"checkpoint {p}"

@@ -152,7 +152,20 @@ def _is_failed(row: pd.Series) -> bool:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate one experiment folder; raise :class:`ReportError` naming the folder and file."""
+    """Read and validate one experiment folder (or URI); raise :class:`ReportError` naming the folder and file.
+
+    An experiment in cloud storage (``s3://...``) is first copied into the local cache (its tables,
+    ``experiment.json``, ``splits.json`` and ``runs/``; not Ray's trial folders).
+    """
+    from raysearch.data.remote import is_uri
+
+    if is_uri(path):
+        from raysearch.storage import local_experiment_copy
+
+        try:
+            path = local_experiment_copy(str(path))
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise ReportError(f"{path}: cannot read this experiment ({exc})") from exc
     folder = Path(path)
     if not folder.is_dir():
         raise ReportError(f"{folder}: not a folder (expected an experiment folder written by raysearch.tune)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import pandas as pd
 
 from raysearch import __version__, schema
 from raysearch.config import ConfigError, RunConfig, apply_overrides, parse_key_values
+from raysearch.data.remote import is_uri
+from raysearch.storage import ExperimentStore, local_mirror
 from raysearch.data.dataset import load_dataset
 from raysearch.data.splits import Splits, make_splits
 from raysearch.training.prepare import resolve_dataset_root
@@ -182,8 +185,6 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
         log("notice: no GPU in the Ray cluster; every trial trains on CPU")
     cfg = space.base_config(scale)
     if opts.data:
-        from raysearch.data.remote import is_uri
-
         root_arg = opts.data if is_uri(opts.data) else str(Path(opts.data).expanduser().resolve())
         cfg = apply_overrides(cfg, {"data.root": root_arg})
     threads = max(1, int(res["cpus"])) if res["workers"] == 0 else 1
@@ -200,18 +201,26 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     if not cfg.data.root:
         cfg = apply_overrides(cfg, {"data.root": str(root)})
 
-    storage = str(opts.storage) if "://" in str(opts.storage) else str(Path(opts.storage).expanduser().resolve())
+    storage = str(opts.storage) if is_uri(opts.storage) else str(Path(opts.storage).expanduser().resolve())
     name = opts.name or _latest_or_new_name(storage, space.name, scale, opts.resume)
-    exp_dir = Path(storage) / name
+    store = ExperimentStore(f"{storage.rstrip('/')}/{name}")
+    # raysearch's own files are written here first; with a URI this is a local copy, uploaded as it changes
+    exp_dir = local_mirror(store.location) if store.is_uri else Path(store.location)
     from ray.tune import Tuner
 
-    restoring = opts.resume and Tuner.can_restore(str(exp_dir))
+    restoring = opts.resume and Tuner.can_restore(store.location)
     if opts.resume and not restoring:
-        raise ConfigError(f"--resume: no restorable experiment at {exp_dir}")
-    if not opts.resume and exp_dir.exists() and any(exp_dir.iterdir()):
-        raise ConfigError(f"experiment folder {exp_dir} exists already: pass --resume to continue it, or choose "
-                          f"another --name (or remove the folder to start over)")
+        raise ConfigError(f"--resume: no restorable experiment at {store.location}")
+    if not opts.resume and not store.is_empty():
+        raise ConfigError(f"experiment folder {store.location} exists already: pass --resume to continue it, or "
+                          f"choose another --name (or remove the folder to start over)")
+    if store.is_uri and not restoring:  # a fresh experiment: no leftovers of an earlier one under this URI
+        shutil.rmtree(exp_dir, ignore_errors=True)
     exp_dir.mkdir(parents=True, exist_ok=True)
+    if store.is_uri and restoring:
+        for fname in (schema.SPLITS_FILE, EXPERIMENT_FILE):
+            if store.exists(fname):
+                (exp_dir / fname).write_bytes(store.read_bytes(fname))
 
     seeds = split_seeds_of(space, cfg)
     splits_path = exp_dir / schema.SPLITS_FILE
@@ -237,13 +246,17 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     }
     if not restoring:
         write_json_atomic(info, exp_dir / EXPERIMENT_FILE)
+        if store.is_uri:
+            for fname in (schema.SPLITS_FILE, EXPERIMENT_FILE):
+                store.write_bytes(fname, (exp_dir / fname).read_bytes())
     log(f"experiment {name}: {space.description}")
     at_a_time = res["concurrent"] or "as many as the GPUs allow"
     log(f"  {n_trials} trials, {at_a_time} at a time, {res['workers']} Train worker(s)/trial, "
         f"{res['cpus']:g} CPU + {res['gpus']:g} GPU per trial, scale {scale}, "
-        f"{cfg.train.epochs} epochs, {len(dataset.records)} images; results in {exp_dir}")
+        f"{cfg.train.epochs} epochs, {len(dataset.records)} images; results in {store.location}"
+        + (f" (local copy: {exp_dir})" if store.is_uri else ""))
 
-    ctx = TrialContext(base_config=cfg.to_dict(), space=space, experiment_dir=str(exp_dir), dataset=dataset,
+    ctx = TrialContext(base_config=cfg.to_dict(), space=space, experiment_dir=store.location, dataset=dataset,
                        splits=splits, workers_per_trial=res["workers"],
                        cpus_per_worker=res["cpus"], gpus_per_worker=res["gpus"] / max(res["workers"], 1),
                        data_timeout_s=opts.data_timeout_s, inject_failure_once=opts.inject_failure_once)
@@ -255,9 +268,9 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     callbacks = _wandb_callbacks(opts, space, name, scale, cfg)
     reuse = opts.reuse_actors if opts.reuse_actors is not None else res["workers"] == 0
     if restoring:
-        log(f"resuming {exp_dir}: finished trials are kept, unfinished and errored ones continue from "
+        log(f"resuming {store.location}: finished trials are kept, unfinished and errored ones continue from "
             f"their last checkpoint")
-        tuner = Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = Tuner.restore(store.location, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = Tuner(trainable, param_space=tune_param_space(space),
                       tune_config=_tune_config(space, cfg, res["concurrent"], n_trials, reuse),
@@ -267,7 +280,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                           progress_reporter=_progress_reporter(space)))
     grid = tuner.fit()
-    result = gather_results(exp_dir, grid, space)
+    result = gather_results(exp_dir, grid, space, store=store if store.is_uri else None)
     log(result.summary)
     failed = (result.trials[~result.trials["status"].isin(["TERMINATED", STOPPED_EARLY])]
               if len(result.trials) else result.trials)
@@ -275,8 +288,8 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
         log(f"WARNING: {len(failed)} trial(s) did not finish (after {opts.max_failures} retries):")
         for _, r in failed.iterrows():
             log(f"  {r['trial_id']}: {r['status']}: {str(r.get('error', ''))[:300]}")
-    log(f"tables: {exp_dir}/{{trials,history,landmark_errors,segmentation}}.parquet; "
-        f"report: python -m raysearch.report {exp_dir} --out {exp_dir}/report")
+    log(f"tables: {store.location}/{{trials,history,landmark_errors,segmentation}}.parquet; "
+        f"report: python -m raysearch.report {store.location} --out {exp_dir if not store.is_uri else '.'}/report")
     return result
 
 
@@ -325,13 +338,17 @@ def _wandb_callbacks(opts: TuneOptions, space: SearchSpace, name: str, scale: st
                                 base_config=cfg.flat(), trial_overrides=space.trial_overrides)]
 
 
-def gather_results(exp_dir: Path, grid=None, space: SearchSpace | None = None) -> ExperimentResult:
+def gather_results(exp_dir: Path, grid=None, space: SearchSpace | None = None,
+                   store: ExperimentStore | None = None) -> ExperimentResult:
     """Concatenate every ``runs/<trial_id>/`` table into the experiment tables (atomic writes).
 
     Trials in ``grid`` that errored are added to ``trials.parquet`` with their status and error, so a
-    trial that keeps failing is reported, not dropped.
+    trial that keeps failing is reported, not dropped. With ``store`` (a URI experiment), ``exp_dir`` is
+    its local copy: the trials' ``runs/`` are downloaded into it first and the tables uploaded after.
     """
     exp_dir = Path(exp_dir)
+    if store is not None:
+        store.download(RUNS_DIR, exp_dir / RUNS_DIR)
     runs = sorted(p for p in (exp_dir / RUNS_DIR).glob("*") if (p / TRIAL_TABLE).exists())
     frames: dict[str, list[pd.DataFrame]] = {"trials": [], "history": [], "landmarks": [], "segmentation": []}
     for run in runs:
@@ -374,6 +391,9 @@ def gather_results(exp_dir: Path, grid=None, space: SearchSpace | None = None) -
     write_parquet_atomic(tables["history"], exp_dir / schema.HISTORY_FILE)
     write_parquet_atomic(tables["landmarks"], exp_dir / schema.LANDMARK_FILE)
     write_parquet_atomic(tables["segmentation"], exp_dir / schema.SEGMENTATION_FILE)
+    if store is not None:
+        for fname in (schema.TRIALS_FILE, schema.HISTORY_FILE, schema.LANDMARK_FILE, schema.SEGMENTATION_FILE):
+            store.write_bytes(fname, (exp_dir / fname).read_bytes())
     info = _read_json(exp_dir / EXPERIMENT_FILE)
     from raysearch.tune.summary import summary_text
 
@@ -406,10 +426,14 @@ def _read_json(path: Path) -> dict:
 
 def _latest_or_new_name(storage: str, space_name: str, scale: str, resume: bool) -> str:
     if resume:
-        base = Path(storage)
-        candidates = sorted((p for p in base.glob(f"{space_name}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        if is_uri(storage):  # object stores keep no folder times: the newest by the time stamp in the name
+            candidates = [n for n in ExperimentStore(storage).subfolders() if n.startswith(f"{space_name}-")]
+            candidates.sort(key=lambda n: n.rsplit("-", 2)[-2:] if n.count("-") >= 2 else [n])
+        else:
+            candidates = [p.name for p in sorted((p for p in Path(storage).glob(f"{space_name}-*") if p.is_dir()),
+                                                 key=lambda p: p.stat().st_mtime)]
         if not candidates:
             raise ConfigError(f"--resume: no experiment of {space_name!r} under {storage}; pass --name")
-        return candidates[-1].name
+        return candidates[-1]
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{space_name}-{scale}-{stamp}"

@@ -33,6 +33,7 @@ from raysearch import schema
 from raysearch.config import RunConfig
 from raysearch.data.dataset import Dataset
 from raysearch.data.splits import Splits
+from raysearch.storage import ExperimentStore
 from raysearch.training.results import write_json_atomic
 from raysearch.tune.spaces import SearchSpace
 
@@ -74,11 +75,12 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     from raysearch.tune.data_stream import build_train_dataset, data_execution_options
 
     trial_id = tune.get_context().get_trial_id()
-    done = Path(ctx.experiment_dir) / RUNS_DIR / trial_id / TRIAL_TABLE
-    if done.exists():
+    store = ExperimentStore(ctx.experiment_dir)
+    done = f"{RUNS_DIR}/{trial_id}/{TRIAL_TABLE}"
+    if store.exists(done):
         # Finished before the driver was killed (Tune snapshots its state only periodically): never retrain,
         # just hand Tune the stored final metrics again.
-        row = pd.read_parquet(done).iloc[0].to_dict()
+        row = store.read_parquet(done).iloc[0].to_dict()
         tune.report({k: float(v) for k, v in row.items() if "/" in k and not k.startswith("config/")
                      and isinstance(v, (int, float))} | {schema.BEST_EPOCH: float(row[schema.BEST_EPOCH])})
         return
@@ -110,7 +112,7 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         scaling_config=scaling,
         datasets={"train": build_train_dataset(train_records, cfg)},
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=data_execution_options()),
-        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=str(Path(ctx.experiment_dir) / "train_runs"),
+        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{store.location}/train_runs",
                                        callbacks=callbacks,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     )
@@ -154,9 +156,9 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
 
     resolve_dataset_root(cfg.data)  # fetches a cloud dataset once on this node (no-op for local folders)
     local = bool(loop_config["local"])
-    exp_dir = Path(loop_config["experiment_dir"])
+    store = ExperimentStore(loop_config["experiment_dir"])
     trial_id = loop_config["trial_id"]
-    run_dir = exp_dir / RUNS_DIR / trial_id
+    run_rel = f"{RUNS_DIR}/{trial_id}"
     if local:
         rank, world = 0, 1
         checkpoint = tune.get_checkpoint()
@@ -165,10 +167,9 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         rank, world = context.get_world_rank(), context.get_world_size()
         checkpoint = ray.train.get_checkpoint()
     if loop_config.get("inject_failure_once"):
-        marker = run_dir / ".injected-failure"
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text("this trial raised once on purpose (fault-tolerance test)\n")
+        marker = f"{run_rel}/.injected-failure"
+        if not store.exists(marker):
+            store.write_bytes(marker, b"this trial raised once on purpose (fault-tolerance test)\n")
             raise InjectedFailure(f"trial {trial_id}: injected failure (first attempt)")
 
     # start the Ray Data stream first: its start-up overlaps decoding the val/test splits and building the model
@@ -193,7 +194,12 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         placement = {"started_at": started, "finished_at": time.time(),
                      "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
                      "node_id": ray.get_runtime_context().get_node_id(), "world_size": world}
-        write_trial_artefacts(run_dir, result, trial_id, data, placement)
+        if store.is_uri:  # written locally, then uploaded with the completion record (trial.parquet) last
+            with tempfile.TemporaryDirectory(prefix="rs-run-") as tmp:
+                write_trial_artefacts(Path(tmp), result, trial_id, data, placement)
+                store.upload_folder(tmp, run_rel, last=(TRIAL_TABLE,))
+        else:
+            write_trial_artefacts(Path(store.location) / RUNS_DIR / trial_id, result, trial_id, data, placement)
     # one last report carrying the test metrics, so Tune results and the W&B summary hold them. Its checkpoint
     # is a small completion marker: with num_to_keep=1 Tune/Train then delete the trial's last resume state
     # (model + optimiser + best weights, ~4x the model), which a finished trial never needs again.
