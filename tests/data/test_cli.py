@@ -72,7 +72,6 @@ def test_check_missing_folder(tmp_path):
 
 
 def test_synth_then_check(tmp_path):
-    pytest.importorskip("raysearch.data.phantom")
     out = tmp_path / "ph"
     res = cli("synth", "--out", out, "--n", 10, "--size", 64, "--seed", 3)
     assert res.returncode == 0, res.stderr

@@ -129,7 +129,6 @@ def test_html_renders_in_headless_chromium(tasks_exps, tmp_path):
 
 
 def test_wandb_offline_logs_tables(beta_exp, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = build_report([beta_exp], tmp_path / "r", ReportOptions(wandb="offline", qualitative=False, gradcam=False))
     runs = list((out / "wandb").glob("offline-run-*"))
