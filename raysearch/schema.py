@@ -20,6 +20,11 @@ def acc_key(split: str, divisor: float, side: str = "both") -> str:
     return f"{split}/acc_r{d}{suffix}"
 
 
+def acc_mm_key(split: str, divisor: float, side: str = "both") -> str:
+    """Metric name of the landmark accuracy at R_mm/divisor, e.g. ``test/acc_mm_r5`` (images with spacing only)."""
+    return acc_key(split, divisor, side).replace("/acc_r", "/acc_mm_r")
+
+
 # Per-epoch metrics (reported to Tune and W&B, columns of history.parquet).
 EPOCH = "epoch"
 TRAIN_LOSS = "train/loss_joint"

@@ -7,6 +7,7 @@ are reported in 512-px reference pixels, stored pixels, original pixels and mm.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -29,13 +30,16 @@ class SplitPredictions:
     """Model outputs for a split at network resolution.
 
     ``heatmaps`` (N,C,S,S) float32 in [0,1] or None; ``seg_prob`` (N,S,S) float32 or None;
-    ``max_abs_logit``: the largest |pre-activation| seen (divergence check).
+    ``max_abs_logit``: the largest |pre-activation| seen (divergence check); ``min_abs_logit``: per head
+    (``heatmap_logits``/``seg_logits``), the smallest |pre-activation| over every pixel of the split --
+    above ~17 the head's sigmoid is saturated everywhere (1 or 0 in float32, zero gradient): collapsed.
     """
 
     heatmaps: np.ndarray | None
     seg_prob: np.ndarray | None
     losses: dict[str, float]
     max_abs_logit: float = 0.0
+    min_abs_logit: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,14 +64,28 @@ class SplitEvaluation:
                 acc = threshold_accuracy(sel, thresholds)
                 for div, a in zip(cfg.eval.threshold_divisors, acc):
                     out[schema.acc_key(prefix, div, side)] = float(a)
+            if len(errs) > 1:
+                out[f"{prefix}/err_ref_std"] = float(errs.std(ddof=1))
             mm = np.array([r["error_mm"] for r in self.landmark_rows], dtype=float)
-            if np.isfinite(mm).any():
-                out[f"{prefix}/err_mm_mean"] = float(np.nanmean(mm))
+            known = np.isfinite(mm)
+            if known.any():
+                out[f"{prefix}/err_mm_mean"] = float(mm[known].mean())
+                if cfg.eval.radius_mm > 0:  # accuracy in mm, over the points of images with a known spacing
+                    for side in ("both",) + schema.SIDES:
+                        sel = mm[known] if side == "both" else mm[known & (sides == side)]
+                        if len(sel) == 0:
+                            continue
+                        acc = threshold_accuracy(sel, [cfg.eval.radius_mm / d for d in cfg.eval.threshold_divisors])
+                        for div, a in zip(cfg.eval.threshold_divisors, acc):
+                            out[schema.acc_mm_key(prefix, div, side)] = float(a)
         if self.segmentation_rows:
             for m in schema.SEGMENTATION_METRICS:
                 vals = np.array([r[m] for r in self.segmentation_rows], dtype=float)
-                if np.isfinite(vals).any():
-                    out[f"{prefix}/{m}"] = float(np.nanmean(vals))
+                vals = vals[np.isfinite(vals)]
+                if len(vals):
+                    out[f"{prefix}/{m}"] = float(vals.mean())
+                if len(vals) > 1:  # spread over the images of the split (ddof = 1)
+                    out[f"{prefix}/{m}_std"] = float(vals.std(ddof=1))
         return out
 
 
@@ -80,6 +98,7 @@ def predict_split(model: torch.nn.Module, split: PreparedSplit, cfg: RunConfig, 
     heatmaps = seg = None
     sums: dict[str, float] = {}
     max_abs = 0.0
+    min_abs: dict[str, float] = {}
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         batch = to_tensors(split.images[sl], split.masks[sl], split.landmarks[sl], cfg, device)
@@ -92,7 +111,9 @@ def predict_split(model: torch.nn.Module, split: PreparedSplit, cfg: RunConfig, 
                 sums[k] = sums.get(k, 0.0) + float(v) * b
         for key in ("heatmap_logits", "seg_logits"):
             if out.get(key) is not None:
-                max_abs = max(max_abs, float(out[key].detach().abs().max()))
+                a = out[key].detach().abs()
+                max_abs = max(max_abs, float(a.max()))
+                min_abs[key] = min(min_abs.get(key, math.inf), float(a.min()))
         if out.get("heatmap") is not None:
             if heatmaps is None:
                 heatmaps = np.empty((n, out["heatmap"].shape[1], size, size), np.float32)
@@ -102,7 +123,8 @@ def predict_split(model: torch.nn.Module, split: PreparedSplit, cfg: RunConfig, 
                 seg = np.empty((n, size, size), np.float32)
             seg[sl] = torch.sigmoid(out["seg_logits"].float())[:, 0].cpu().numpy()
     losses = {k: v / max(n, 1) for k, v in sums.items()}
-    return SplitPredictions(heatmaps=heatmaps, seg_prob=seg, losses=losses, max_abs_logit=max_abs)
+    return SplitPredictions(heatmaps=heatmaps, seg_prob=seg, losses=losses, max_abs_logit=max_abs,
+                            min_abs_logit=min_abs)
 
 
 def evaluate_split(model: torch.nn.Module, split: PreparedSplit, cfg: RunConfig, device: torch.device,

@@ -37,6 +37,11 @@ from raysearch.training.prepare import PreparedData
 MAX_ABS_LOGIT = 1e4
 """Pre-activations beyond this are treated as divergence (a diverged plain U-Net reached ~1e7)."""
 
+SATURATED_LOGIT = 17.0
+"""A head whose |pre-activation| exceeds this on *every* validation pixel is collapsed: its sigmoid is 0 or 1
+to float32 precision everywhere, so it has no minimum to decode and no gradient to recover. (Even at
+beta = 1, where the target is ~1 almost everywhere, MSE through a sigmoid cannot push logits this far.)"""
+
 STATE_FILE = "state.pt"
 
 TrainBatches = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
@@ -290,6 +295,13 @@ def _check_activations(val: SplitEvaluation, cfg: RunConfig, epoch: int) -> None
             f"outputs; every landmark would decode at a corner). Lower optim.lr (now {cfg.optim.lr:g}), keep a "
             f"warm-up, or enable model.batch_norm=true."
         )
+    for head, low in (val.predictions.min_abs_logit if val.predictions else {}).items():
+        if low > SATURATED_LOGIT:
+            name = "heatmap" if head.startswith("heatmap") else "segmentation"
+            raise DivergenceError(
+                f"training collapsed at epoch {epoch}: the {name} head is saturated on every validation pixel "
+                f"(smallest |pre-activation| {low:.3g} > {SATURATED_LOGIT:g}: constant 0/1 output, no gradient). "
+                f"Lower optim.lr (now {cfg.optim.lr:g}), keep a warm-up, or enable model.batch_norm=true.")
     for k, v in val.losses.items():
         if v is not None and not math.isfinite(v):
             raise DivergenceError(f"training diverged at epoch {epoch}: validation {k} = {v}")

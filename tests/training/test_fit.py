@@ -212,6 +212,29 @@ def test_absurd_learning_rate_stops_with_divergence_error(phantom_root, data64):
         fit(cfg, data64, MemoryReporter())
 
 
+@pytest.mark.parametrize("head", ["heatmap_head", "seg_head"])
+def test_a_head_saturated_everywhere_is_reported_as_collapsed(phantom_root, data64, head):
+    """The issue's failure: a sigmoid stuck at 1 on every pixel (no minimum to decode, no gradient)."""
+    import torch
+
+    from raysearch.training.evaluate import evaluate_split
+    from raysearch.training.loop import _check_activations
+
+    cfg = tiny_cfg(phantom_root, **{"loss.task": "multi"})
+    model = build_model(cfg, torch.device("cpu"))
+    conv = getattr(model, head)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(30.0)  # sigmoid(30) == 1 in float32, everywhere
+    val = evaluate_split(model, data64.val, cfg, torch.device("cpu"))
+    name = "heatmap" if head == "heatmap_head" else "segmentation"
+    with pytest.raises(DivergenceError, match=f"collapsed at epoch 4: the {name} head is saturated"):
+        _check_activations(val, cfg, epoch=4)
+    with torch.no_grad():
+        conv.bias.fill_(3.0)  # high but alive (the cpu preset starts the heatmap head near here)
+    _check_activations(evaluate_split(model, data64.val, cfg, torch.device("cpu")), cfg, epoch=0)
+
+
 @pytest.mark.parametrize("beta", [1.0, 10.0])
 def test_small_beta_is_not_mistaken_for_divergence(phantom_root, data64, beta):
     cfg = tiny_cfg(phantom_root, **{"loss.beta": beta, "train.epochs": 2})
