@@ -15,6 +15,7 @@ instead of training through silently.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import tempfile
 import time
@@ -43,6 +44,8 @@ to float32 precision everywhere, so it has no minimum to decode and no gradient 
 beta = 1, where the target is ~1 almost everywhere, MSE through a sigmoid cannot push logits this far.)"""
 
 STATE_FILE = "state.pt"
+PROGRESS_FILE = "progress.json"
+"""Small companion of ``state.pt``: the epoch it was written after, readable without loading the weights."""
 
 TrainBatches = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 """epoch -> iterable of augmented ``(images, masks, landmarks)`` numpy batches (network px)."""
@@ -261,6 +264,13 @@ def fit(cfg: RunConfig, data: PreparedData, reporter: Reporter | None = None, *,
                      best_model=model)
 
 
+def resume_start_epoch(progress_json: str | bytes | None) -> int:
+    """Return the first epoch a run resumed from a checkpoint trains (0 without one), from its ``progress.json``."""
+    if not progress_json:
+        return 0
+    return int(json.loads(progress_json)["epoch"]) + 1
+
+
 def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -273,6 +283,7 @@ def _write_state(folder: Path, model, optimiser, best_state, cfg: RunConfig, epo
         "epoch": epoch, "step": step, "best_value": best_value, "best_epoch": best_epoch, "stale": stale,
         "history": history, "best_val": best_val,
     }, folder / STATE_FILE)
+    (folder / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch, "step": step}))
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
     save_checkpoint(folder, best_model, cfg, best_epoch, best_val)

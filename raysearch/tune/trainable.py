@@ -110,13 +110,32 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if ctx.gpus_per_worker > 0 else "gloo"),
         scaling_config=scaling,
-        datasets={"train": build_train_dataset(train_records, cfg)},
+        # a resumed in-process trial streams only the epochs it still has to train (no re-decoding of done ones)
+        datasets={"train": build_train_dataset(train_records, cfg,
+                                               start_epoch=resume_epoch_of(tune.get_checkpoint()) if local else 0)},
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=data_execution_options()),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{store.location}/train_runs",
                                        callbacks=callbacks,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     )
     trainer.fit()
+
+
+def resume_epoch_of(checkpoint) -> int:
+    """Return the epoch a trial restarted from ``checkpoint`` (a Ray ``Checkpoint`` or None) trains first.
+
+    Reads only the checkpoint's small ``progress.json`` through its filesystem (no weights are fetched).
+    """
+    from raysearch.training.loop import PROGRESS_FILE, resume_start_epoch
+
+    if checkpoint is None:
+        return 0
+    path = f"{checkpoint.path.rstrip('/')}/{PROGRESS_FILE}"
+    try:
+        with checkpoint.filesystem.open_input_stream(path) as f:
+            return resume_start_epoch(f.read())
+    except (FileNotFoundError, OSError):  # a completion marker or an older checkpoint: stream from the start
+        return 0
 
 
 class RayReporter:

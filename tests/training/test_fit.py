@@ -258,6 +258,11 @@ def test_same_seed_same_metrics_and_resume_matches_uninterrupted(phantom_root, d
     resumed_reporter = MemoryReporter()
     resumed = fit(cfg, data64, resumed_reporter, resume_dir=keep.copies[0])
     assert len(resumed_reporter.history) == 1  # only epoch 2 was trained again
+    # the checkpoint says, without loading weights, which epoch a resumed run trains first
+    from raysearch.training.loop import PROGRESS_FILE, resume_start_epoch
+
+    assert resume_start_epoch((keep.copies[0] / PROGRESS_FILE).read_text()) == 1
+    assert resume_start_epoch(None) == 0
     assert _without_timing(resumed.history) == _without_timing(first.history)
     assert resumed.best_epoch == first.best_epoch
     assert resumed.test_metrics == first.test_metrics

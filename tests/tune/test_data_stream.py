@@ -12,7 +12,7 @@ from raysearch.config import scale_preset
 from raysearch.data.dataset import load_dataset
 from raysearch.training.batches import iterate_train_batches
 from raysearch.training.prepare import prepare_split
-from raysearch.tune.data_stream import DataStarvationError, EpochBatches, build_train_dataset
+from raysearch.tune.data_stream import DataStarvationError, EpochBatches, build_train_dataset, stream_rows
 
 
 def _cfg():
@@ -73,3 +73,29 @@ def test_a_starved_stream_fails_loudly_instead_of_hanging():
         list(stream(0))
     assert time.time() - t0 < 10
     gate.set()
+
+
+def test_a_resumed_stream_is_the_tail_of_the_full_stream(tiny_dataset):
+    """After a resume the stream starts at the first epoch still to train, with the same rows as before."""
+    records = load_dataset(tiny_dataset).records[:10]
+    cfg = _cfg().with_overrides({"train.epochs": 4})
+    full = stream_rows(records, cfg)
+    tail = stream_rows(records, cfg, start_epoch=2)
+    expected = [r for r in full if r["epoch"] >= 2]
+    assert len(tail) == len(expected) == 2 * len(records)
+    for a, b in zip(tail, expected):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_epoch_is_read_from_the_checkpoint_progress_file(tmp_path):
+    import json
+
+    import ray.train
+
+    from raysearch.tune.trainable import resume_epoch_of
+
+    assert resume_epoch_of(None) == 0
+    (tmp_path / "progress.json").write_text(json.dumps({"epoch": 6, "step": 70}))
+    assert resume_epoch_of(ray.train.Checkpoint.from_directory(str(tmp_path))) == 7
+    (tmp_path / "progress.json").unlink()  # an older checkpoint: stream every epoch, the loop skips
+    assert resume_epoch_of(ray.train.Checkpoint.from_directory(str(tmp_path))) == 0
