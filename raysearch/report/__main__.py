@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from raysearch.report import ANALYSES, WANDB_MODES, ReportError, ReportOptions, build_report
+
+
+def default_wandb_mode() -> str:
+    """W&B users (``WANDB_API_KEY`` set) get the tables in their project; everyone else no W&B run at all."""
+    return "online" if os.environ.get("WANDB_API_KEY") else "disabled"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--analysis", default="auto", choices=("auto",) + ANALYSES)
     ap.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM figure")
     ap.add_argument("--no-qualitative", action="store_true", help="skip the qualitative panel (Figure 8)")
-    ap.add_argument("--wandb", default="disabled", choices=WANDB_MODES, help="also log the tables to W&B")
+    ap.add_argument("--wandb", default=None, choices=WANDB_MODES,
+                    help="also log the tables to W&B (default: online when WANDB_API_KEY is set, else disabled)")
     ap.add_argument("--force", action="store_true", help="write into a non-empty folder that is not a report")
     args = ap.parse_args(argv)
     try:
         opts = ReportOptions(holm=args.holm, analysis=args.analysis, gradcam=not args.no_gradcam,
-                             qualitative=not args.no_qualitative, wandb=args.wandb, force=args.force)
+                             qualitative=not args.no_qualitative, wandb=args.wandb or default_wandb_mode(),
+                             force=args.force)
         out = build_report(args.experiments, args.out, opts)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

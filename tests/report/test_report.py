@@ -134,3 +134,12 @@ def test_wandb_offline_logs_tables(beta_exp, tmp_path, monkeypatch):
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("*.wandb")), "no offline run file written"
+
+
+def test_report_logs_to_wandb_by_default_only_for_wandb_users(monkeypatch):
+    from raysearch.report.__main__ import default_wandb_mode
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert default_wandb_mode() == "disabled"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert default_wandb_mode() == "online"
