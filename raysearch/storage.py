@@ -17,9 +17,9 @@ import hashlib
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from raysearch.atomic import write_bytes_atomic
 from raysearch.data.remote import is_uri
 
 
@@ -81,16 +81,7 @@ class ExperimentStore:
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` whole (locally through a temporary file and a rename)."""
         if not self.is_uri:
-            target = Path(self._path(rel))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_bytes_atomic(self._path(rel), data)
             return
         parent = self._path(rel).rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+
+from raysearch.atomic import write_bytes_atomic
 
 PREDICTION_COLUMNS = (
     "id", "file", "width", "height",
@@ -193,14 +193,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def _write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, text.encode())
 
 
 __all__ = [

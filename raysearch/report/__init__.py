@@ -24,8 +24,6 @@ written.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysearch.report.figures import _umask
+from raysearch.atomic import write_bytes_atomic
 from raysearch.report.experiments import (
     ExperimentSet,
     ReportError,
@@ -140,12 +138,7 @@ def _prepare_out_dir(out: Path, force: bool) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode("utf-8"), shared=True)  # a report is meant to be shared
 
 
 # -- sections -------------------------------------------------------------------------------------

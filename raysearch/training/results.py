@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raysearch.atomic import write_bytes_atomic
 from raysearch import schema
 from raysearch.training.loop import FitResult
 
@@ -37,13 +38,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: str | Path) -> Path:
 
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON atomically; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode())
 
 
 def history_frame(result: FitResult, trial_id: str, split_seed: int) -> pd.DataFrame:
