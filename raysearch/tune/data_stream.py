@@ -40,12 +40,19 @@ class DataStarvationError(RuntimeError):
     """The Ray Data pipeline produced no batch within the timeout."""
 
 
-def stream_rows(records: list[Record], cfg: RunConfig, start_epoch: int = 0) -> list[dict[str, Any]]:
-    """Return one row per (epoch, position) from ``start_epoch`` on: file paths, landmarks, epoch, index."""
+def stream_rows(records: list[Record], cfg: RunConfig, start_epoch: int = 0, rank: int = 0,
+                world: int = 1) -> list[dict[str, Any]]:
+    """Return one row per (epoch, position) from ``start_epoch`` on: file paths, landmarks, epoch, index.
+
+    ``rank``/``world``: the shard of one of ``world`` data-parallel workers -- every ``world``-th position
+    of each epoch from ``rank`` on, ``len(records) // world`` rows per epoch for every worker (DDP steps
+    in lockstep). The shards are disjoint and, merged, follow the plain loop's order.
+    """
     rows = []
     n = len(records)
+    quota = n // world
     for epoch in range(start_epoch, cfg.train.epochs):
-        for index in epoch_order(n, cfg.train.seed, epoch):
+        for index in epoch_order(n, cfg.train.seed, epoch)[rank::world][:quota]:
             rec = records[int(index)]
             rows.append({"epoch": epoch, "index": int(index), "image_path": str(rec.image_path),
                          "mask_path": str(rec.mask_path), "landmarks": rec.landmarks.reshape(4).astype(np.float64)})
@@ -83,14 +90,15 @@ def decode_and_augment(batch: dict[str, np.ndarray], config: dict) -> dict[str, 
             "epoch": np.asarray(batch["epoch"]), "index": np.asarray(batch["index"])}
 
 
-def build_train_dataset(records: list[Record], cfg: RunConfig, start_epoch: int = 0):
-    """Return the lazy Ray Dataset streaming every epoch of the augmented training split."""
+def build_train_dataset(records: list[Record], cfg: RunConfig, start_epoch: int = 0, rank: int = 0, world: int = 1):
+    """Return the lazy Ray Dataset streaming every epoch of the augmented training split (or of one
+    data-parallel worker's shard of it: see :func:`stream_rows`)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # the same stream for the same seed
     ctx.enable_progress_bars = False
-    rows = stream_rows(records, cfg, start_epoch)
+    rows = stream_rows(records, cfg, start_epoch, rank, world)
     blocks = max(1, min(len(rows) // max(cfg.optim.batch_size, 1), 4 * max(cfg.train.epochs - start_epoch, 1)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
     # 0 logical CPUs (never starved by trials' reservations), but at most DATA_TASKS tasks at a time:
@@ -117,7 +125,7 @@ class EpochBatches:
 
     ``shard_iter`` yields numpy dict batches (any size) with an ``epoch`` column. ``rank``/``world``
     keep every ``world``-th row for data-parallel workers so that each gets the same number of
-    rows per epoch. Call the object with an epoch number: it yields ``(images, masks, landmarks)``
+    rows per epoch (trials stream each worker its own shard instead and use ``world = 1``). Call the object with an epoch number: it yields ``(images, masks, landmarks)``
     batches of ``batch_size`` rows of that epoch (the last one may be smaller). Rows of earlier
     epochs (after a resume) are skipped.
     """

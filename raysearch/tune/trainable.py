@@ -72,7 +72,7 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raysearch.tune.data_stream import build_train_dataset, data_execution_options
+    from raysearch.tune.data_stream import data_execution_options
 
     trial_id = tune.get_context().get_trial_id()
     store = ExperimentStore(ctx.experiment_dir)
@@ -110,15 +110,32 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if ctx.gpus_per_worker > 0 else "gloo"),
         scaling_config=scaling,
-        # a resumed in-process trial streams only the epochs it still has to train (no re-decoding of done ones)
-        datasets={"train": build_train_dataset(train_records, cfg,
-                                               start_epoch=resume_epoch_of(tune.get_checkpoint()) if local else 0)},
+        datasets=train_datasets(train_records, cfg, world=max(1, ctx.workers_per_trial),
+                                start_epoch=resume_epoch_of(tune.get_checkpoint()) if local else 0),
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=data_execution_options()),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{store.location}/train_runs",
                                        callbacks=callbacks,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     )
     trainer.fit()
+
+
+def train_dataset_name(rank: int, world: int) -> str:
+    """Name of the Train dataset a worker reads: ``train``, or its own shard ``train_<rank>`` under DDP."""
+    return "train" if world == 1 else f"train_{rank}"
+
+
+def train_datasets(records, cfg: RunConfig, world: int, start_epoch: int = 0) -> dict:
+    """The lazy Ray Datasets of a trial: the whole training stream, or one disjoint shard per DDP worker.
+
+    Each worker iterates only its own dataset, so every image is decoded and augmented once per epoch
+    (not once per worker); a resumed in-process trial streams only the epochs it still has to train.
+    """
+    from raysearch.tune.data_stream import build_train_dataset
+
+    return {train_dataset_name(r, world): build_train_dataset(records, cfg, start_epoch=start_epoch, rank=r,
+                                                                world=world)
+            for r in range(world)}
 
 
 def resume_epoch_of(checkpoint) -> int:
@@ -193,10 +210,10 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
 
     # start the Ray Data stream first: its start-up overlaps decoding the val/test splits and building the model
     n_train = len(loop_config["splits"].for_seed(cfg.data.split_seed)["train"])
-    shard = ray.train.get_dataset_shard("train")
+    shard = ray.train.get_dataset_shard(train_dataset_name(rank, world))  # this worker's rows only
     batches = EpochBatches(shard.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2),
-                           cfg.optim.batch_size, timeout_s=float(loop_config["data_timeout_s"]), rank=rank,
-                           world=world, rows_per_epoch=n_train)
+                           cfg.optim.batch_size, timeout_s=float(loop_config["data_timeout_s"]),
+                           rows_per_epoch=n_train // world)
     data = prepare_data(cfg, dataset=loop_config["dataset"], splits=loop_config["splits"], include_train=False)
     wrap = None
     if world > 1:

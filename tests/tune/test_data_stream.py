@@ -99,3 +99,20 @@ def test_resume_epoch_is_read_from_the_checkpoint_progress_file(tmp_path):
     assert resume_epoch_of(ray.train.Checkpoint.from_directory(str(tmp_path))) == 7
     (tmp_path / "progress.json").unlink()  # an older checkpoint: stream every epoch, the loop skips
     assert resume_epoch_of(ray.train.Checkpoint.from_directory(str(tmp_path))) == 0
+
+
+def test_ddp_shards_are_disjoint_equal_and_follow_the_plain_order(tiny_dataset):
+    """Each of 3 workers streams its own rows (no decoding of the others'), as many per epoch as the others,
+    and these are exactly the rows the single stream's rank/world slicing would have kept."""
+    records = load_dataset(tiny_dataset).records[:11]
+    cfg = _cfg().with_overrides({"train.epochs": 2})
+    full = stream_rows(records, cfg)
+    shards = [stream_rows(records, cfg, rank=r, world=3) for r in range(3)]
+    assert [len(s) for s in shards] == [2 * (11 // 3)] * 3
+    for epoch in range(2):
+        order = [row["index"] for row in full if row["epoch"] == epoch]
+        for r, shard in enumerate(shards):
+            mine = [row["index"] for row in shard if row["epoch"] == epoch]
+            assert mine == order[r::3][:11 // 3]
+        seen = [row["index"] for s in shards for row in s if row["epoch"] == epoch]
+        assert len(seen) == len(set(seen)) == 3 * (11 // 3)  # disjoint
