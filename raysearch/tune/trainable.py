@@ -111,7 +111,8 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         torch_config=TorchConfig(backend="nccl" if ctx.gpus_per_worker > 0 else "gloo"),
         scaling_config=scaling,
         datasets=train_datasets(train_records, cfg, world=max(1, ctx.workers_per_trial),
-                                start_epoch=resume_epoch_of(tune.get_checkpoint()) if local else 0),
+                                start_epoch=resume_epoch_of(tune.get_checkpoint()) if local
+                                else train_run_resume_epoch(store, trial_id)),
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=data_execution_options()),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{store.location}/train_runs",
                                        callbacks=callbacks,
@@ -153,6 +154,18 @@ def resume_epoch_of(checkpoint) -> int:
             return resume_start_epoch(f.read())
     except (FileNotFoundError, OSError):  # a completion marker or an older checkpoint: stream from the start
         return 0
+
+
+def train_run_resume_epoch(store: ExperimentStore, trial_id: str) -> int:
+    """Return the epoch a restarted worker-group trial trains first: Ray Train resumes its run (by name)
+    from the newest ``checkpoint_*`` under ``train_runs/train-<trial_id>/``; 0 when there is none."""
+    from raysearch.training.loop import PROGRESS_FILE, resume_start_epoch
+
+    run = f"train_runs/train-{trial_id}"
+    for name in reversed([n for n in store.subfolders(run) if n.startswith("checkpoint_")]):
+        if store.exists(f"{run}/{name}/{PROGRESS_FILE}"):
+            return resume_start_epoch(store.read_bytes(f"{run}/{name}/{PROGRESS_FILE}"))
+    return 0
 
 
 class RayReporter:

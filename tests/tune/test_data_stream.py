@@ -116,3 +116,21 @@ def test_ddp_shards_are_disjoint_equal_and_follow_the_plain_order(tiny_dataset):
             assert mine == order[r::3][:11 // 3]
         seen = [row["index"] for s in shards for row in s if row["epoch"] == epoch]
         assert len(seen) == len(set(seen)) == 3 * (11 // 3)  # disjoint
+
+
+def test_a_restarted_worker_group_trial_streams_from_its_train_run_checkpoint(tmp_path):
+    import json
+
+    from raysearch.storage import ExperimentStore
+    from raysearch.tune.trainable import train_run_resume_epoch
+
+    store = ExperimentStore(tmp_path)
+    assert train_run_resume_epoch(store, "abc_00001") == 0  # never ran
+    run = tmp_path / "train_runs" / "train-abc_00001"
+    (run / "checkpoint_2026-12-05_01-00-00.000001").mkdir(parents=True)
+    (run / "checkpoint_2026-12-05_01-00-00.000001" / "progress.json").write_text(json.dumps({"epoch": 2}))
+    (run / "checkpoint_2026-12-05_01-05-00.000001").mkdir()
+    (run / "checkpoint_2026-12-05_01-05-00.000001" / "progress.json").write_text(json.dumps({"epoch": 5}))
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    assert train_run_resume_epoch(store, "abc_00001") == 6  # the newest checkpoint
+    assert train_run_resume_epoch(store, "abc_00002") == 0
