@@ -203,6 +203,20 @@ def test_targets_decode_right_side_on_image_left_also_after_a_flip(phantom_root,
                 assert (near == 1).any() and not (near == 2).any()
 
 
+@pytest.mark.slow
+def test_the_cpu_preset_itself_trains_stably_and_learns(phantom_root):
+    """The README's main job runs the ``cpu`` preset as is (width 8 + batch norm, 96 px, lr 3e-3, 8 epochs):
+    it must learn both tasks without diverging. Untrained (1 epoch at lr 1e-9) this split gave a mean
+    error of ~150 reference px, R/5 accuracy 0 and Dice 0.24; trained ~9 px, 94 % and 0.69."""
+    cfg = scale_preset("cpu").with_overrides({"data.root": str(phantom_root), "train.threads": 1,
+                                              "train.device": "cpu", "loss.task": "multi", "loss.beta": 125})
+    result = fit(cfg, prepare_data(cfg), MemoryReporter())
+    assert len(result.history) == 8 and all(math.isfinite(h[schema.VAL_LOSS]) for h in result.history)
+    t = result.test_metrics
+    assert t["test/err_ref_mean"] < 25.0 and t["test/acc_r5"] >= 0.75
+    assert t["test/dice"] > 0.5
+
+
 # -- divergence ----------------------------------------------------------------------------------------
 
 def test_absurd_learning_rate_stops_with_divergence_error(phantom_root, data64):
