@@ -72,6 +72,7 @@ HISTORY_FILE = "history.parquet"
 LANDMARK_FILE = "landmark_errors.parquet"
 SEGMENTATION_FILE = "segmentation.parquet"
 TRIALS_FILE = "trials.parquet"
+EXPERIMENT_FILE = "experiment.json"
 SPLITS_FILE = "splits.json"
 CHECKPOINT_FILE = "best.pt"
 # The last Tune/Train checkpoint of a finished trial: a marker naming ``runs/<trial_id>/best.pt``

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from raysearch import schema
 from raysearch.atomic import write_bytes_atomic
 from raysearch.data.remote import is_uri
 
@@ -45,10 +46,6 @@ class ExperimentStore:
 
     def _path(self, rel: str = "") -> str:
         return f"{self.root}/{rel}".rstrip("/") if rel else self.root
-
-    def uri(self, rel: str = "") -> str:
-        """Return ``rel`` as the user would type it (URI or local path)."""
-        return f"{self.location}/{rel}".rstrip("/") if rel else self.location
 
     def exists(self, rel: str = "") -> bool:
         """Return whether a file or folder exists at ``rel``."""
@@ -94,11 +91,22 @@ class ExperimentStore:
 
         return pd.read_parquet(io.BytesIO(self.read_bytes(rel)))
 
+    def push(self, names, local_dir: str | os.PathLike, rel: str = "") -> None:
+        """Write the files ``names`` of ``local_dir`` to ``rel``, in the given order."""
+        prefix = f"{rel}/" if rel else ""
+        for name in names:
+            self.write_bytes(prefix + name, (Path(local_dir) / name).read_bytes())
+
+    def fetch(self, names, local_dir: str | os.PathLike) -> None:
+        """Copy the top-level files ``names`` that exist here into ``local_dir``."""
+        for name in names:
+            if self.exists(name):
+                (Path(local_dir) / name).write_bytes(self.read_bytes(name))
+
     def upload_folder(self, local_dir: str | os.PathLike, rel: str, last: tuple[str, ...] = ()) -> None:
         """Copy the files of ``local_dir`` (flat) to ``rel``; the names in ``last`` are written after the others."""
-        files = sorted(p for p in Path(local_dir).iterdir() if p.is_file())
-        for p in sorted(files, key=lambda p: p.name in last):
-            self.write_bytes(f"{rel}/{p.name}", p.read_bytes())
+        names = sorted(p.name for p in Path(local_dir).iterdir() if p.is_file())
+        self.push(sorted(names, key=lambda n: n in last), local_dir, rel)
 
     def download(self, rel: str, local_dir: str | os.PathLike) -> Path:
         """Copy the folder ``rel`` (recursively) into ``local_dir``; return ``local_dir``."""
@@ -117,14 +125,15 @@ def local_mirror(location: str) -> Path:
     from raysearch.data.phantom import cache_root
 
     uri = str(location).rstrip("/")
-    path = Path(cache_root()) / "experiments" / (hashlib.sha256(uri.encode()).hexdigest()[:16] + "-" + uri.rsplit("/", 1)[-1])
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    path = Path(cache_root()) / "experiments" / f"{key}-{uri.rsplit('/', 1)[-1]}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-# the files the report needs from an experiment (not Ray's trial folders and checkpoints)
-REPORT_FILES = ("experiment.json", "splits.json", "trials.parquet", "history.parquet", "landmark_errors.parquet",
-                "segmentation.parquet")
+# the experiment's own top-level files (the report also reads runs/; Ray's trial folders are not needed)
+EXPERIMENT_FILES = (schema.EXPERIMENT_FILE, schema.SPLITS_FILE)
+TABLE_FILES = (schema.TRIALS_FILE, schema.HISTORY_FILE, schema.LANDMARK_FILE, schema.SEGMENTATION_FILE)
 
 
 def local_experiment_copy(location: str | os.PathLike) -> Path:
@@ -140,8 +149,6 @@ def local_experiment_copy(location: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{store.location}: no such experiment")
     mirror = local_mirror(store.location)
     shutil.rmtree(mirror / "runs", ignore_errors=True)
-    for name in REPORT_FILES:
-        if store.exists(name):
-            (mirror / name).write_bytes(store.read_bytes(name))
+    store.fetch(EXPERIMENT_FILES + TABLE_FILES, mirror)
     store.download("runs", mirror / "runs")
     return mirror

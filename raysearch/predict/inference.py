@@ -32,6 +32,7 @@ import torch
 
 from raysearch import schema
 from raysearch.data.imageio import IMAGE_SUFFIXES, read_image
+from raysearch.data.remote import is_uri
 from raysearch.data.transforms import resize_sample
 from raysearch.geometry import resize_points
 from raysearch.heatmaps import decode_landmarks, heatmap_confidence, split_column
@@ -57,7 +58,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     whose checkpoint exists. ``description`` says which file (and which trial, with its metric) was chosen.
     Raises :class:`PredictInputError`.
     """
-    if "://" in str(path):  # an experiment in cloud storage: its tables and runs/ copied into the cache
+    if is_uri(path):  # an experiment in cloud storage: its tables and runs/ copied into the cache
         from raysearch.storage import local_experiment_copy
 
         try:

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from raysearch.atomic import write_bytes_atomic
+from raysearch.data.remote import is_uri
 from raysearch.report.experiments import (
     ExperimentSet,
     ReportError,
@@ -434,7 +435,7 @@ def build_report(experiment_dirs: list[str | Path], out_dir: str | Path,
     _write_text(out / "report.html", render_html(blocks, title))
     files += [fig.rel for fig in figures] + ["report.md", "report.html"]
     manifest = {"format": REPORT_FORMAT, "created": created, "analysis": analysis, "options": asdict(options),
-                "experiments": [str(p) if "://" in str(p) else str(Path(p).resolve()) for p in experiment_dirs], "provenance": prov,
+                "experiments": [str(p) if is_uri(p) else str(Path(p).resolve()) for p in experiment_dirs], "provenance": prov,
                 "files": sorted(set(files))}
     _write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if options.wandb != "disabled":

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from raysearch import schema
+from raysearch.data.remote import is_uri
 
-EXPERIMENT_FILE = "experiment.json"
+EXPERIMENT_FILE = schema.EXPERIMENT_FILE
 
 EXPERIMENT_KEYS = (
     "analysis", "description", "group_by", "metric", "mode", "scale", "dataset",
@@ -157,8 +158,6 @@ def load_experiment(path: str | Path) -> Experiment:
     An experiment in cloud storage (``s3://...``) is first copied into the local cache (its tables,
     ``experiment.json``, ``splits.json`` and ``runs/``; not Ray's trial folders).
     """
-    from raysearch.data.remote import is_uri
-
     if is_uri(path):
         from raysearch.storage import local_experiment_copy
 

@@ -22,7 +22,7 @@ import pandas as pd
 from raysearch import __version__, schema
 from raysearch.config import ConfigError, RunConfig, apply_overrides, parse_key_values
 from raysearch.data.remote import is_uri
-from raysearch.storage import ExperimentStore, local_mirror
+from raysearch.storage import EXPERIMENT_FILES, TABLE_FILES, ExperimentStore, local_mirror
 from raysearch.data.dataset import load_dataset
 from raysearch.data.splits import Splits, make_splits
 from raysearch.training.prepare import resolve_dataset_root
@@ -30,7 +30,7 @@ from raysearch.training.results import failed_trial_row, write_json_atomic, writ
 from raysearch.tune.spaces import SearchSpace, load_space, tune_param_space
 from raysearch.tune.trainable import RUNS_DIR, TRIAL_TABLE, TrialContext, run_trial
 
-EXPERIMENT_FILE = "experiment.json"
+EXPERIMENT_FILE = schema.EXPERIMENT_FILE
 STOPPED_EARLY = "STOPPED_EARLY"
 DEFAULT_STORAGE = "./raysearch_results"
 
@@ -218,9 +218,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
         shutil.rmtree(exp_dir, ignore_errors=True)
     exp_dir.mkdir(parents=True, exist_ok=True)
     if store.is_uri and restoring:
-        for fname in (schema.SPLITS_FILE, EXPERIMENT_FILE):
-            if store.exists(fname):
-                (exp_dir / fname).write_bytes(store.read_bytes(fname))
+        store.fetch(EXPERIMENT_FILES, exp_dir)
 
     seeds = split_seeds_of(space, cfg)
     splits_path = exp_dir / schema.SPLITS_FILE
@@ -247,8 +245,7 @@ def run_experiment(opts: TuneOptions, log: Callable[[str], None] = print) -> Exp
     if not restoring:
         write_json_atomic(info, exp_dir / EXPERIMENT_FILE)
         if store.is_uri:
-            for fname in (schema.SPLITS_FILE, EXPERIMENT_FILE):
-                store.write_bytes(fname, (exp_dir / fname).read_bytes())
+            store.push(EXPERIMENT_FILES, exp_dir)
     log(f"experiment {name}: {space.description}")
     at_a_time = res["concurrent"] or "as many as the GPUs allow"
     log(f"  {n_trials} trials, {at_a_time} at a time, {res['workers']} Train worker(s)/trial, "
@@ -392,8 +389,7 @@ def gather_results(exp_dir: Path, grid=None, space: SearchSpace | None = None,
     write_parquet_atomic(tables["landmarks"], exp_dir / schema.LANDMARK_FILE)
     write_parquet_atomic(tables["segmentation"], exp_dir / schema.SEGMENTATION_FILE)
     if store is not None:
-        for fname in (schema.TRIALS_FILE, schema.HISTORY_FILE, schema.LANDMARK_FILE, schema.SEGMENTATION_FILE):
-            store.write_bytes(fname, (exp_dir / fname).read_bytes())
+        store.push(TABLE_FILES, exp_dir)
     info = _read_json(exp_dir / EXPERIMENT_FILE)
     from raysearch.tune.summary import summary_text
 
